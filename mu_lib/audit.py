@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["eps_from_rates", "clopper_pearson", "EpsilonLowerBound", "epsilon_lower_bound"]
+__all__ = ["eps_from_rates", "clopper_pearson", "EpsilonLowerBound", "epsilon_lower_bound", "logit_scaled_confidence"]
 
 
 def eps_from_rates(fpr: float | np.ndarray, fnr: float | np.ndarray, *, delta: float = 0.0) -> float | np.ndarray:
@@ -170,3 +170,47 @@ def epsilon_lower_bound(scores_in: np.ndarray, scores_out: np.ndarray, *, alpha:
     emp = eps_from_rates(k0[best] / s0.size, 1 - k1[best] / s1.size, delta=delta) / group_size
     return EpsilonLowerBound(epsilon=float(eps[best]), threshold=float(thresholds[best]), tpr_lower=float(p1[best]),
                              fpr_upper=float(p0[best]), empirical_epsilon=float(emp))
+
+
+def logit_scaled_confidence(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """LiRA's statistic: the logit of the true-class probability, ``ln p_y - ln sum_{j != y} p_j``.
+
+    Computed as the NeurIPS 2023 competition's released code does (so that its golden vectors
+    are reproduced): the row maximum is subtracted and ``exp`` taken in the input's dtype, the
+    probabilities are normalised in float64, ``p_wrong`` is the direct sum over the other classes
+    (not ``1 - p_y``) and 1e-45 guards both logarithms. Unlike that code, the input is never
+    modified in place.
+
+    Args:
+        logits: ``[..., K]`` scores (numpy array or torch tensor).
+        targets: integer labels of shape ``logits.shape[:-1]``.
+
+    Returns:
+        float64 array of shape ``logits.shape[:-1]``.
+
+    Example:
+        >>> round(float(logit_scaled_confidence(np.array([[60.0, 0.0, 0.0]]), np.array([0]))[0]), 6)
+        59.306853
+    """
+    if hasattr(logits, "detach"):
+        logits = logits.detach().cpu().numpy()
+    if hasattr(targets, "detach"):
+        targets = targets.detach().cpu().numpy()
+    z = np.array(logits, copy=True)
+    t = np.asarray(targets)
+    if z.ndim < 1 or z.shape[:-1] != t.shape:
+        raise ValueError(f"targets must have shape {z.shape[:-1]} for logits of shape {z.shape}, got {t.shape}")
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"targets must be integers, got dtype {t.dtype}")
+    k = z.shape[-1]
+    if t.size and (t.min() < 0 or t.max() >= k):
+        raise ValueError(f"targets must lie in [0, {k}), got range [{t.min()}, {t.max()}]")
+    if not np.isfinite(z).all():
+        raise ValueError("logits contain NaN or inf")
+    z = z - z.max(axis=-1, keepdims=True)
+    probs = np.exp(z).astype(np.float64)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    onehot = np.arange(k) == t[..., None]
+    p_true = np.where(onehot, probs, 0.0).sum(axis=-1)
+    p_wrong = np.where(onehot, 0.0, probs).sum(axis=-1)
+    return np.log(p_true + 1e-45) - np.log(p_wrong + 1e-45)

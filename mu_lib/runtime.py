@@ -158,7 +158,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "gpu": Profile(
         name="gpu", dataset="cifar10", model="resnet18", train_size=None, val_size=5000,
-        test_size=None, epochs=30, batch_size=256, lr=0.1, weight_decay=5e-4, augment=True,
+        test_size=None, epochs=12, batch_size=256, lr=0.1, weight_decay=5e-4, augment=True,
         num_models=64, convex_dataset="mnist",
     ),
     "full": Profile(
