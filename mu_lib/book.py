@@ -48,10 +48,13 @@ def glue(name: str, value: Any, *, display: bool = False, quiet: bool = False) -
         quiet: do not print the fallback line outside Jupyter Book.
 
     Returns:
-        ``value``, so that ``acc = glue("acc", compute())`` reads naturally.
+        ``value`` (numpy and torch scalars converted to Python numbers), so that
+        ``acc = glue("acc", compute())`` reads naturally.
     """
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"glue name must be alphanumeric with '_' or '-', got {name!r}")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy/torch scalars: glue a plain number, which {glue:text} can format
     if _in_myst_build():
         try:
             from myst_nb import glue as myst_glue
@@ -115,7 +118,9 @@ class NotebookRun:
             for o in cell.get("outputs", []):
                 meta = o.get("metadata", {}).get("scrapbook")
                 if meta and "name" in meta:
-                    out[meta["name"]] = o.get("data", {}).get("text/plain")
+                    data = o.get("data", {})
+                    text = next((v for k, v in data.items() if k.endswith("text/plain")), None)
+                    out[meta["name"]] = text
         return out
 
 

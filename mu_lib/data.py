@@ -47,6 +47,7 @@ __all__ = [
     "cache_dir",
     "load_dataset",
     "make_splits",
+    "mislabel",
     "check_disjoint",
 ]
 
@@ -573,3 +574,36 @@ def make_splits(data: Dataset | str, *, forget: Literal["random", "class", "subp
             desc = f"sub-population of class {forget_class} ({name}): largest of {num_clusters} k-means clusters"
     retain = np.setdiff1d(train, forget_idx)
     return Splits(ds, retain=retain, forget=forget_idx, val=np.sort(val), test=np.sort(test), description=desc)
+
+
+def mislabel(data: Dataset, indices: np.ndarray, *, seed: int = 0) -> Dataset:
+    """A copy of ``data`` whose examples at ``indices`` carry a wrong label ("canaries").
+
+    Each selected example gets a label drawn uniformly from the other ``num_classes - 1``
+    classes. A model can only predict such a label by memorizing the example, which makes
+    mislabelled examples the simplest canaries for measuring memorization. Images are shared
+    with ``data`` (not copied); labels are copied.
+
+    Args:
+        data: the dataset.
+        indices: which examples to mislabel (distinct, in range).
+        seed: seed of the wrong labels.
+
+    Returns:
+        The new dataset (its ``name`` gets a ``+canaries`` suffix).
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> noisy = mislabel(ds, np.array([0, 1, 2]), seed=0)
+        >>> bool((noisy.y[:3] != ds.y[:3]).all()), bool(torch.equal(noisy.y[3:], ds.y[3:]))
+        (True, True)
+    """
+    idx = _as_index_array("indices", indices, len(data))
+    if idx.size == 0:
+        raise ValueError("indices is empty: nothing to mislabel")
+    rng = np.random.default_rng(seed)
+    y = data.y.clone()
+    shift = torch.from_numpy(rng.integers(1, data.num_classes, size=idx.size))
+    y[torch.from_numpy(idx)] = (y[torch.from_numpy(idx)] + shift) % data.num_classes
+    return Dataset(name=f"{data.name}+canaries", x=data.x, y=y, classes=data.classes, mean=data.mean, std=data.std,
+                   official_test=data.official_test, augment=data.augment)

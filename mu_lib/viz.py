@@ -42,31 +42,36 @@ def color(name: str, i: int = 0) -> str:
 
 
 def loss_histograms(losses: Mapping[str, np.ndarray], *, ax=None, bins: int = 40, log: bool = True,
-                    eps: float = 1e-6):
+                    eps: float | None = None, density: bool = True):
     """Overlaid histograms of per-example losses, one per named set, on a log axis.
 
     Args:
         losses: name -> per-example losses.
         ax: matplotlib axes (a new figure when ``None``).
         bins: number of bins.
-        log: log-scale the loss axis (losses are clipped below at ``eps``).
-        eps: lower clip for the log scale.
+        log: log-scale the loss axis.
+        eps: lower clip of the losses on the log scale (default: the smallest positive loss).
+        density: show the fraction of each set per bin, so that sets of different sizes compare.
     """
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots()
-    arrays = {k: np.maximum(np.asarray(v, dtype=float), eps) if log else np.asarray(v, dtype=float)
-              for k, v in losses.items()}
+    arrays = {k: np.asarray(v, dtype=float) for k, v in losses.items()}
+    if log:
+        positive = [a[a > 0].min() for a in arrays.values() if (a > 0).any()]
+        floor = eps if eps is not None else (min(positive) if positive else 1e-12)
+        arrays = {k: np.maximum(a, floor) for k, a in arrays.items()}
     lo = min(a.min() for a in arrays.values())
     hi = max(a.max() for a in arrays.values())
-    edges = np.geomspace(lo, hi, bins + 1) if log else np.linspace(lo, hi, bins + 1)
+    edges = np.geomspace(lo, hi * 1.0001, bins + 1) if log else np.linspace(lo, hi, bins + 1)
     for i, (name, a) in enumerate(arrays.items()):
-        ax.hist(a, bins=edges, alpha=0.55, density=False, label=f"{name} (n={a.size})", color=color(name, i))
+        weights = np.full(a.size, 1.0 / a.size) if density else None
+        ax.hist(a, bins=edges, weights=weights, alpha=0.55, label=f"{name} (n={a.size})", color=color(name, i))
     if log:
         ax.set_xscale("log")
     ax.set_xlabel("per-example loss (log scale)" if log else "per-example loss")
-    ax.set_ylabel("examples")
+    ax.set_ylabel("fraction of examples" if density else "examples")
     ax.legend()
     return ax
 
@@ -130,5 +135,5 @@ def grouped_bars(values: Mapping[str, Mapping[str, float]], *, ax=None, ylabel: 
             ax.axhline(scale * values[reference][s], color=color(s, j), ls="--", lw=1)
     ax.set_xticks(x, groups, rotation=30 if len(groups) > 5 else 0, ha="right" if len(groups) > 5 else "center")
     ax.set_ylabel(ylabel + (" (%)" if percent and ylabel else ""))
-    ax.legend(ncols=min(len(series), 4), loc="upper center", bbox_to_anchor=(0.5, 1.18))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return ax

@@ -83,3 +83,97 @@ def ce_epochs(model: nn.Module, loader: Iterable, *, epochs: int, optimizer: tor
         if scheduler is not None and not per_step_scheduler:
             scheduler.step()
     return model
+
+
+def check_config(cfg: object, *, positive: Iterable[str] = (), nonnegative: Iterable[str] = (),
+                 fraction: Iterable[str] = ()) -> None:
+    """Validate numeric hyperparameters of a config, naming the offending field and value.
+
+    Args:
+        cfg: the config instance.
+        positive: fields that must be finite and > 0.
+        nonnegative: fields that must be finite and >= 0.
+        fraction: fields that must lie in [0, 1].
+    """
+    name = type(cfg).__name__
+    for f in positive:
+        v = getattr(cfg, f)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name}.{f} must be positive, got {v!r}")
+    for f in nonnegative:
+        v = getattr(cfg, f)
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}.{f} must be >= 0, got {v!r}")
+    for f in fraction:
+        v = getattr(cfg, f)
+        if not (math.isfinite(v) and 0 <= v <= 1):
+            raise ValueError(f"{name}.{f} must be in [0, 1], got {v!r}")
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` in eval mode with gradients switched off (a teacher or reference)."""
+    import copy
+
+    frozen = copy.deepcopy(model).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
+_NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def blocks(model: nn.Module) -> list[tuple[str, ...]]:
+    """The model's blocks: its top-level children that hold parameters, in order.
+
+    A top-level normalisation layer (batch, group or layer norm) joins the block before it, so
+    that a stem ``conv1`` + ``bn1`` counts as one block. The last block is the classifier.
+
+    * ``small_cnn``: ``(conv1,) (conv2,) (fc1,) (fc,)``;
+    * ``resnet18``: ``(conv1, bn1) (layer1,) (layer2,) (layer3,) (layer4,) (fc,)``.
+
+    Returns:
+        One tuple of child names per block.
+
+    Example:
+        >>> from mu_lib.models import make_model
+        >>> blocks(make_model("small_cnn", num_classes=10, in_channels=1, image_size=8))
+        [('conv1',), ('conv2',), ('fc1',), ('fc',)]
+    """
+    out: list[list[str]] = []
+    for name, child in model.named_children():
+        if not any(True for _ in child.parameters()):
+            continue
+        if isinstance(child, _NORM_LAYERS) and out:
+            out[-1].append(name)
+        else:
+            out.append([name])
+    if not out:
+        raise ValueError(f"{type(model).__name__} has no child module with parameters")
+    return [tuple(b) for b in out]
+
+
+def block_parameters(model: nn.Module, names: Iterable[str]) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` pairs of the top-level children called ``names`` (full dotted names)."""
+    wanted = tuple(names)
+    return [(n, p) for n, p in model.named_parameters() if n.split(".", 1)[0] in wanted]
+
+
+def step_decay(epoch: int, epochs: int, *, decay: float, milestones: tuple[float, ...] = (0.5, 0.8, 0.9)) -> float:
+    """Learning-rate factor of SCRUB's and Deep Unlearn's multi-step schedule at 1-based ``epoch``.
+
+    The rate is multiplied by ``decay`` once for every milestone ``floor(f * epochs)`` that
+    ``epoch`` has passed (``epoch > milestone``, as SCRUB's ``sgda_adjust_learning_rate``).
+
+    Example:
+        >>> [step_decay(e, 10, decay=0.1) for e in range(1, 11)]
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.010000000000000002, 0.0010000000000000002]
+    """
+    passed = sum(epoch > math.floor(f * epochs) for f in milestones)
+    return decay ** passed
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,130 @@
+"""Partial retraining of the last layers: CF-k and EU-k (Goel et al. 2022).
+
+Both keep the first blocks of the network frozen and train only the last ``k`` blocks and the
+classifier on the retain set:
+
+* ``cf_k`` (catastrophic forgetting of the last k blocks) starts from the original weights, so the
+  forget set is forgotten only as far as fine-tuning overwrites it;
+* ``eu_k`` (exact unlearning of the last k blocks) re-initialises them first. If the frozen
+  features carried no information about the forget set, this would be exact unlearning.
+
+A *block* is a top-level child module with parameters, a normalisation layer counting with the
+block before it (:func:`mu_lib.unlearn._loops.blocks`); the last block is the classifier. With
+``k = 1``: ``small_cnn`` trains ``fc1`` and ``fc``; ``resnet18`` trains ``layer4`` and ``fc`` (Deep
+Unlearn's choice of "the last residual stage and the classifier"). Frozen blocks are kept in eval
+mode, so their batch-norm statistics do not move either.
+
+Example:
+    >>> from mu_lib.models import make_model
+    >>> trainable_blocks(make_model("resnet18", num_classes=10, in_channels=3, image_size=32), k=1)
+    [('layer4',), ('fc',)]
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mu_lib import runtime
+from mu_lib.models import reinitialize
+from mu_lib.unlearn import _loops
+from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+
+__all__ = ["PartialConfig", "trainable_blocks", "reinit_blocks", "cf_k", "eu_k"]
+
+
+def trainable_blocks(model: nn.Module, *, k: int) -> list[tuple[str, ...]]:
+    """The last ``k`` blocks before the classifier, and the classifier."""
+    bl = _loops.blocks(model)
+    if not 0 <= k < len(bl):
+        raise ValueError(f"k must be in [0, {len(bl) - 1}] for {type(model).__name__}, whose blocks are {bl}; "
+                         f"got {k}")
+    return bl[len(bl) - 1 - k:]
+
+
+def reinit_blocks(model: nn.Module, *, k: int, seed: int) -> nn.Module:
+    """Re-initialise :func:`trainable_blocks` in place, as a fresh model of the same kind seeded
+    with ``seed`` would have them (:func:`mu_lib.models.reinitialize`), buffers included."""
+    fresh = reinitialize(copy.deepcopy(model), seed=seed)
+    with torch.no_grad():
+        for block in trainable_blocks(model, k=k):
+            for name in block:
+                getattr(model, name).load_state_dict(getattr(fresh, name).state_dict())
+    return model
+
+
+@dataclass(frozen=True)
+class PartialConfig(UnlearnConfig):
+    """Deep Unlearn's CF-k/EU-k defaults: ``k`` 1, SGD lr 0.01, 10 epochs, batch 256, the rate
+    multiplied by 0.1 after 50 %, 80 % and 90 % of the epochs.
+
+    Goel et al.'s method is plain fine-tuning of the last layers, so the SGD here has momentum 0.9
+    and weight decay 5e-4 (Deep Unlearn's port has no momentum although it searches one, and adds
+    a proximal term from SCRUB's code base).
+
+    Attributes:
+        k: blocks before the classifier that are trained (0: the classifier only).
+    """
+
+    k: int = 1
+    epochs: int = 10
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_decay: float = 0.1
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _loops.check_config(self, positive=("lr", "batch_size"),
+                            nonnegative=("k", "epochs", "weight_decay", "lr_decay"), fraction=("momentum",))
+
+
+def _train_last_blocks(model: nn.Module, splits: RestrictedSplits, cfg: PartialConfig, *, device, seed: int,
+                       augment: bool, method: str) -> nn.Module:
+    train_names = {n for b in trainable_blocks(model, k=cfg.k) for n in b}
+    params = _loops.block_parameters(model, train_names)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for _, p in params:
+        p.requires_grad_(True)
+    loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, augment=augment,
+                           device=device)
+    opt = _loops.sgd([p for _, p in params], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    for epoch in runtime.progress(range(1, cfg.epochs + 1), desc=method, leave=False):
+        _loops.set_lr(opt, cfg.lr * _loops.step_decay(epoch, cfg.epochs, decay=cfg.lr_decay))
+        model.train()
+        for name, child in model.named_children():
+            if name not in train_names:
+                child.eval()
+        total = torch.zeros((), device=device)
+        for xb, yb in loader:
+            loss = torch.nn.functional.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        _loops.check_finite(total, method=method, epoch=epoch - 1)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+@register("cf_k", config=PartialConfig, family="partial retraining", uses=("retain",),
+          summary="fine-tune only the last k blocks and the classifier on the retain set",
+          reference="Goel et al. 2022 (CF-k)")
+def cf_k(model: nn.Module, splits: RestrictedSplits, cfg: PartialConfig, *, device, seed: int) -> nn.Module:
+    """CF-k: train the last ``k`` blocks and the classifier on the retain set, the rest frozen."""
+    return _train_last_blocks(model, splits, cfg, device=device, seed=seed, augment=False, method="cf_k")
+
+
+@register("eu_k", config=PartialConfig, family="partial retraining", uses=("retain",),
+          summary="re-initialise the last k blocks and the classifier, then train them on the retain set",
+          reference="Goel et al. 2022 (EU-k)")
+def eu_k(model: nn.Module, splits: RestrictedSplits, cfg: PartialConfig, *, device, seed: int) -> nn.Module:
+    """EU-k: :func:`reinit_blocks`, then train them on the retain set with the dataset's training
+    augmentation (if it has one), as Deep Unlearn does."""
+    reinit_blocks(model, k=cfg.k, seed=seed)
+    return _train_last_blocks(model, splits, cfg, device=device, seed=seed, augment=True, method="eu_k")

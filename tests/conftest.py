@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny, seeded data so that the tests run in seconds on two CPU cores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MU_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def digits_splits():
+    """Digits (8x8), random 10 % forget set, 100 validation and 300 test examples."""
+    from mu_lib import data
+
+    return data.make_splits("digits", forget="random", forget_fraction=0.1, val_size=100, test_size=300, seed=0)
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """``../shared/reference`` beside the repository (skips when absent, saying why)."""
+    if not REFERENCE.is_dir():
+        pytest.skip(f"reference folder {REFERENCE} is absent (it lies beside the repository in CI)")
+    return REFERENCE

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from mu_lib import runtime
+
+
+def test_profiles_and_pick(monkeypatch):
+    monkeypatch.setenv("MU_PROFILE", "smoke")
+    prof = runtime.get_profile()
+    assert prof.name == "smoke"
+    assert prof.pick(smoke=1, cpu=2, gpu=3) == 1
+    assert runtime.get_profile("full").pick(smoke=1, cpu=2, gpu=3) == 3  # full falls back to gpu
+    with pytest.raises(ValueError, match="unknown profile name"):
+        prof.pick(smoke=1, laptop=2)
+    with pytest.raises(ValueError, match="no value given for profile 'cpu'"):
+        runtime.get_profile("cpu").pick(smoke=1)
+    with pytest.raises(ValueError, match="unknown profile 'laptop'"):
+        runtime.get_profile("laptop")
+
+
+def test_default_profile_follows_hardware(monkeypatch):
+    monkeypatch.delenv("MU_PROFILE", raising=False)
+    monkeypatch.delenv("MU_DEVICE", raising=False)
+    expected = "gpu" if torch.cuda.is_available() else "cpu"
+    assert runtime.get_profile().name == expected
+
+
+def test_unlearn_budget_is_a_fifth_of_training():
+    for name in runtime.PROFILES:
+        prof = runtime.get_profile(name)
+        assert prof.unlearn_epoch_budget == max(1, -(-prof.epochs // 5))
+        assert prof.recipe.epochs == prof.epochs
+
+
+def test_setup_seeds_and_prints_banner(capsys):
+    prof = runtime.setup(chapter="test", seed=3, profile="smoke", device="cpu")
+    a = torch.rand(3)
+    out = capsys.readouterr().out
+    assert "profile smoke" in out and "device cpu" in out and "seed 3" in out and "chapter test" in out
+    runtime.setup(chapter="test", seed=3, profile="smoke", device="cpu", verbose=False)
+    assert torch.equal(a, torch.rand(3))
+    assert prof.device == "cpu" and prof.seed == 3
+
+
+def test_bad_seed_and_device():
+    with pytest.raises(ValueError, match="seed"):
+        runtime.seed_everything(-1)
+    with pytest.raises(ValueError, match="unknown device"):
+        runtime.resolve_device("tpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            runtime.resolve_device("cuda")
+
+
+def test_progress_switch(monkeypatch):
+    monkeypatch.setenv("MU_PROGRESS", "0")
+    assert not runtime.progress_enabled()
+    monkeypatch.setenv("MU_PROGRESS", "1")
+    assert runtime.progress_enabled()
+    assert list(runtime.progress(range(3), enabled=True, disable=True)) == [0, 1, 2]
