@@ -72,10 +72,16 @@ from mu_lib import runtime, train, unlearn
 from mu_lib.data import Splits
 from mu_lib.models import has_batchnorm, make_model
 
-__all__ = ["DEFAULT_CUTOFF", "MethodScore", "CompetitionReport", "Competition", "merge", "run_competition"]
+__all__ = ["DEFAULT_CUTOFF", "EARLY_STOP_RUNS", "EARLY_STOP_MARGIN", "MethodScore", "CompetitionReport", "Competition", "merge", "run_competition"]
 
 DEFAULT_CUTOFF = 0.2
 """Largest mean unlearning time, as a fraction of the time of retraining one model (challenge PDF §5)."""
+
+EARLY_STOP_RUNS = 3
+"""With ``early_stop``, a method is judged on the median time of its first this many runs."""
+
+EARLY_STOP_MARGIN = 2.0
+"""With ``early_stop``, a method is stopped when that median exceeds the cut-off by this factor."""
 
 _FORMAT = 1
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -266,13 +272,14 @@ def _execute(ctx: _Context, task: _Task) -> list[dict[str, Any]]:
     return [_unit_unlearn(ctx, task.method, task.seeds[0])]
 
 
-def _local_backend(ctx: _Context, tasks: Sequence[_Task], options: Mapping[str, Any]
+def _local_backend(ctx: _Context, tasks: Sequence[_Task], options: Mapping[str, Any], skip: Callable[[_Task], bool]
                    ) -> Iterator[tuple[_Task, list[dict[str, Any]]]]:
     for task in tasks:
-        yield task, _execute(ctx, task)
+        if not skip(task):
+            yield task, _execute(ctx, task)
 
 
-def _ray_backend(ctx: _Context, tasks: Sequence[_Task], options: Mapping[str, Any]
+def _ray_backend(ctx: _Context, tasks: Sequence[_Task], options: Mapping[str, Any], skip: Callable[[_Task], bool]
                  ) -> Iterator[tuple[_Task, list[dict[str, Any]]]]:
     try:
         import ray
@@ -283,7 +290,7 @@ def _ray_backend(ctx: _Context, tasks: Sequence[_Task], options: Mapping[str, An
         ray.init()
     remote = ray.remote(**options)(_execute) if options else ray.remote(_execute)
     ctx_ref = ray.put(ctx)
-    pending = {remote.remote(ctx_ref, task): task for task in tasks}
+    pending = {remote.remote(ctx_ref, task): task for task in tasks if not skip(task)}  # skip: checked once, here
     waiting = list(pending)
     while waiting:
         done, waiting = ray.wait(waiting, num_returns=1)
@@ -319,8 +326,12 @@ class MethodScore:
         seconds_max: the slowest run.
         time_ratio: ``seconds`` over the time of retraining one model.
         within_time: whether ``time_ratio`` is within the cut-off; a method that is not is rejected.
-        epsilons: per-forget-example ε ``[|S|]``.
-        confs: the unlearned models' forget-set confidences ``[N, |S|]``.
+        num_runs: unlearned models behind the numbers (N, or fewer for a method stopped early).
+        stopped_early: the method was stopped after its first runs for being far too slow
+            (``run(early_stop=True)``); its ``forget_quality`` and ``final_score`` are NaN and
+            its accuracies and times are those of the runs made.
+        epsilons: per-forget-example ε ``[|S|]`` (empty when stopped early).
+        confs: the unlearned models' forget-set confidences ``[num_runs, |S|]``.
         calibrated_forget_quality: ``F`` from the calibrated per-example ε
             (:func:`mu_lib.audit.calibrated_epsilons`: rules chosen on half of the models, error
             rates bounded on the other half), or ``None`` when not computed.
@@ -339,6 +350,8 @@ class MethodScore:
     seconds_max: float
     time_ratio: float
     within_time: bool
+    num_runs: int
+    stopped_early: bool
     epsilons: np.ndarray = field(repr=False)
     confs: np.ndarray = field(repr=False)
     calibrated_forget_quality: float | None = None
@@ -403,8 +416,9 @@ class CompetitionReport:
         out = []
         for m in self.methods.values():
             word = "passes" if m.within_time else "is REJECTED by"
+            extra = f" (stopped after {m.num_runs} runs)" if m.stopped_early else ""
             out.append(f"{m.label}: {m.seconds:.3g} s per run = {m.time_ratio:.0%} of retraining; "
-                       f"{word} the {self.cutoff:.0%} cut-off ({self.cutoff_seconds:.3g} s)")
+                       f"{word} the {self.cutoff:.0%} cut-off ({self.cutoff_seconds:.3g} s){extra}")
         return out
 
 
@@ -615,11 +629,27 @@ class Competition:
     def missing(self) -> list[str]:
         """Names of the models not finished yet: ``"timing run"``, ``"retrained model 7"``, ``"finetune 7"``."""
         return [name for _, t in self._tasks() for p, name in zip(t.paths, t.names)
-                if not (self.run_dir / p).exists()]
+                if not (self.run_dir / p).exists() and not self._stopped(t)]
+
+    def _stopped(self, task: _Task) -> bool:
+        return task.kind == "unlearn" and (self.run_dir / "unlearn" / str(task.label) / "stopped.json").exists()
+
+    def _judge_early(self, label: str) -> None:
+        """Stop ``label`` if the median of its first runs exceeds the cut-off by EARLY_STOP_MARGIN."""
+        folder = self.run_dir / "unlearn" / label
+        timing = self.run_dir / "retrain" / "timing.npz"
+        probe = [folder / f"{i:05d}.npz" for i in range(min(EARLY_STOP_RUNS, self.num_models))]
+        if (folder / "stopped.json").exists() or not timing.exists() or not all(p.exists() for p in probe):
+            return
+        seconds = [_read_result(p)["seconds"] for p in probe]
+        retrain_seconds = _read_result(timing)["seconds"]
+        if float(np.median(seconds)) > EARLY_STOP_MARGIN * self.cutoff * retrain_seconds:
+            _write_json(folder / "stopped.json", {"probe_seconds": seconds, "retrain_seconds": retrain_seconds,
+                                                  "cutoff": self.cutoff, "margin": EARLY_STOP_MARGIN})
 
     def run(self, *, shard: int = 0, num_shards: int = 1, backend: str = "local",
             ray_options: Mapping[str, Any] | None = None, callback: Callable[[str], None] | None = None,
-            progress: bool | None = None) -> int:
+            early_stop: bool = False, progress: bool | None = None) -> int:
         """Compute this shard's unfinished models and write one result file per model.
 
         Shard ``i`` of ``k`` takes the timing run (shard 0), retraining chunk ``c`` when
@@ -634,6 +664,12 @@ class Competition:
                 results come back to this process, which writes the files).
             ray_options: options of ``ray.remote`` (e.g. ``{"num_gpus": 0.25}``).
             callback: called with a model's name (e.g. ``"finetune 3"``) after its file is written.
+            early_stop: stop a method whose first :data:`EARLY_STOP_RUNS` runs take, in median,
+                more than :data:`EARLY_STOP_MARGIN` times the cut-off: it is rejected anyway, as
+                an over-long submission was on Kaggle, and its remaining runs would only cost
+                time. It is then reported with its times and accuracies but no score. Needs the
+                timing run to be finished; retraining scored as a method is never stopped. With
+                ``backend="ray"`` the check happens only when the tasks are submitted.
             progress: show a progress bar over models.
 
         Returns:
@@ -646,14 +682,15 @@ class Competition:
         if backend not in _BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; valid backends are {list(_BACKENDS)}")
         todo = [t for k, t in self._tasks() if k % num_shards == shard
-                and not all((self.run_dir / p).exists() for p in t.paths)]
+                and not all((self.run_dir / p).exists() for p in t.paths) and not (early_stop and self._stopped(t))]
         if not todo:
             return 0
         ctx = self._context(with_original=any(t.kind == "unlearn" for t in todo))
         manifest_sha = _sha256(json.dumps(self.manifest(), sort_keys=True).encode())
 
         def finished_models() -> Iterator[tuple[_Task, str, str, dict[str, Any]]]:
-            for task, results in _BACKENDS[backend](ctx, todo, dict(ray_options or {})):
+            skip = self._stopped if early_stop else (lambda task: False)
+            for task, results in _BACKENDS[backend](ctx, todo, dict(ray_options or {}), skip):
                 for path, name, res in zip(task.paths, task.names, results):
                     if not (self.run_dir / path).exists():  # a partly finished chunk keeps what it has
                         yield task, path, name, res
@@ -666,6 +703,8 @@ class Competition:
             if task.kind == "unlearn":
                 meta["original_sha256"] = self._original_sha
             _write_result(self.run_dir / path, {**res, "meta": meta})
+            if early_stop and task.kind == "unlearn":
+                self._judge_early(str(task.label))
             done += 1
             if callback is not None:
                 callback(name)
@@ -710,7 +749,8 @@ def merge(run_dir: str | os.PathLike, *, methods: Sequence[str] | None = None, c
 
     Raises:
         FileNotFoundError: if the directory is not a run directory, or models are missing (the
-            message names them).
+            message names them). A method stopped early (``run(early_stop=True)``) is not
+            missing its remaining models; it is reported without a score.
         ValueError: if result files disagree (another configuration, another original model).
     """
     from mu_lib import audit
@@ -737,7 +777,14 @@ def merge(run_dir: str | os.PathLike, *, methods: Sequence[str] | None = None, c
         raise ValueError(f"no methods in {root}")
     wanted = [("timing run", root / "retrain" / "timing.npz")]
     wanted += [(f"retrained model {i}", root / "retrain" / f"{i:05d}.npz") for i in range(n)]
-    wanted += [(f"{m} {i}", root / "unlearn" / m / f"{i:05d}.npz") for m in labels for i in range(n)]
+    stopped = {}
+    for m in labels:
+        paths = [(f"{m} {i}", root / "unlearn" / m / f"{i:05d}.npz") for i in range(n)]
+        marker = root / "unlearn" / m / "stopped.json"
+        if marker.exists() and not all(p.exists() for _, p in paths):  # stopped early: score what was run
+            stopped[m] = json.loads(marker.read_text())
+            paths = [(name, p) for name, p in paths if p.exists()]
+        wanted += paths
     absent = [name for name, p in wanted if not p.exists()]
     if absent:
         shown = ", ".join(absent[:20]) + (f", ... ({len(absent) - 20} more)" if len(absent) > 20 else "")
@@ -760,24 +807,28 @@ def merge(run_dir: str | os.PathLike, *, methods: Sequence[str] | None = None, c
     scores: dict[str, MethodScore] = {}
     for m in labels:
         record = json.loads((root / "unlearn" / m / "method.json").read_text())
-        runs = [results[f"{m} {i}"] for i in range(n)]
+        runs = [results[f"{m} {i}"] for i in range(n) if f"{m} {i}" in results]
         confs_u = np.stack([r["forget_conf"] for r in runs])
-        eps, f, f_cal = _score(confs_u, confs_r, calibrated, device)
         ur_all, ut_all = [r["retain_acc"] for r in runs], [r["test_acc"] for r in runs]
         ur, ut = float(np.mean(ur_all)), float(np.mean(ut_all))
+        if m in stopped:
+            eps, f, f_cal, final = np.zeros(0), float("nan"), None, float("nan")
+        else:
+            eps, f, f_cal = _score(confs_u, confs_r, calibrated, device)
+            final = audit.final_score(f, retain_acc_unlearned=ur_all, retain_acc_retrained=rr_all,
+                                      test_acc_unlearned=ut_all, test_acc_retrained=rt_all)
         uf = float(np.mean([r["forget_acc"] for r in runs]))
         if record["mode"] == "reference recipe":  # retraining's cost is, by definition, the retraining time
-            secs = np.full(n, retrain_seconds)
+            secs = np.full(len(runs), retrain_seconds)
         else:
             secs = np.array([r["seconds"] for r in runs])
         ratio = float(secs.mean() / retrain_seconds)
         scores[m] = MethodScore(
-            label=m, name=record["name"], forget_quality=f,
-            final_score=audit.final_score(f, retain_acc_unlearned=ur_all, retain_acc_retrained=rr_all,
-                                          test_acc_unlearned=ut_all, test_acc_retrained=rt_all),
+            label=m, name=record["name"], forget_quality=f, final_score=final,
             retain_acc=ur, forget_acc=uf, test_acc=ut, retain_ratio=ur / rr, test_ratio=ut / rt,
             seconds=float(secs.mean()), seconds_max=float(secs.max()), time_ratio=ratio,
-            within_time=bool(ratio <= cutoff), epsilons=eps, confs=confs_u, calibrated_forget_quality=f_cal)
+            within_time=bool(ratio <= cutoff) and m not in stopped, num_runs=len(runs), stopped_early=m in stopped,
+            epsilons=eps, confs=confs_u, calibrated_forget_quality=f_cal)
     orig_path = root / "original.json"
     original_acc = ({k: v for k, v in json.loads(orig_path.read_text()).items() if k.endswith("_acc")}
                     if orig_path.exists() else {})

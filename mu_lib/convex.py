@@ -176,6 +176,23 @@ def _check_indices(remove: int | Sequence[int] | np.ndarray, n: int) -> np.ndarr
     return idx
 
 
+def _locate(ids: np.ndarray, requested: int | Sequence[int] | np.ndarray) -> np.ndarray:
+    """Positions of the requested original indices among the sorted remaining ``ids``."""
+    req = np.atleast_1d(np.asarray(requested))
+    if req.ndim != 1 or req.size == 0:
+        raise ValueError(f"ids to remove must be a non-empty int or 1-D sequence, got {requested!r}")
+    if not np.issubdtype(req.dtype, np.integer):
+        raise ValueError(f"ids to remove must be integers, got dtype {req.dtype} ({req[:5].tolist()})")
+    uniq, counts = np.unique(req, return_counts=True)
+    if (counts > 1).any():
+        raise ValueError(f"duplicated ids to remove: {uniq[counts > 1][:5].tolist()}")
+    pos = np.searchsorted(ids, req)
+    found = (pos < ids.size) & (ids[np.minimum(pos, ids.size - 1)] == req)
+    if not found.all():
+        raise ValueError(f"ids not present (unknown or already removed): {req[~found][:5].tolist()}")
+    return _check_indices(pos, ids.size)
+
+
 def normalize_rows(X: np.ndarray) -> np.ndarray:
     """Divide every row by its L2 norm (rows of zeros stay zero), as Guo et al.'s code does.
 
@@ -317,13 +334,12 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, *, lam: float, b: np.ndarray | No
         >>> bool(np.linalg.norm(gradient(w, X, y, lam=0.1)) < 1e-10)
         True
     """
-    return _fit_newton(X, y, lam=lam, b=b, tol=tol, max_iter=max_iter, w0=w0, loss="logistic")
-
-
-def _fit_newton(X, y, *, lam, b, tol, max_iter, w0, loss) -> np.ndarray:
+    loss = "logistic"
     X, y = _check_data(X, y, loss)
     lam = _check_positive("lam", lam)
     tol = _check_positive("tol", tol)
+    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     d = X.shape[1]
     b = _check_vector("b", b, d)
     w = _check_vector("w0", w0, d).copy()
@@ -478,8 +494,11 @@ def newton_remove(w: np.ndarray, X: np.ndarray, y: np.ndarray, remove: int | Seq
         H     = grad^2 L(w; D') = X'^T diag(loss'') X' + lam (n - m) I
         w_new = w + H^{-1} Delta
 
-    b cancels from the update; it only enters the worst-case bound. The reference for the removal
-    is retraining on D' with the same b and the regulariser ``lam (n - m) / 2``, e.g.
+    b cancels from the update. The worst-case bound depends on the perturbation through
+    ``||b_eff||``, where ``b_eff = b - grad L_b(w; D) = -(sum_i grad loss_i(w) + lam n w)`` is the
+    perturbation of which ``w`` is the exact minimiser: ``b`` itself for an exact fit, and in a
+    sequence of removals ``b`` minus the residuals left by the earlier steps. The reference for
+    the removal is retraining on D' with the same b and the regulariser ``lam (n - m) / 2``, e.g.
     ``fit_logistic(X[keep], y[keep], lam=lam, b=b)``. For the squared loss the step is exact.
 
     Cost: forming H and the Gram matrix of X' for the spectral norm takes O(n d^2). Guo
@@ -496,7 +515,8 @@ def newton_remove(w: np.ndarray, X: np.ndarray, y: np.ndarray, remove: int | Seq
         remove: an index or a 1-D sequence of distinct indices into the rows.
         lam: regularisation strength.
         loss: ``"logistic"`` or ``"squared"``.
-        b: the perturbation the model was trained with (default 0).
+        b: the perturbation the model was trained with (default 0). Only validated: neither the
+            step nor the bounds need it (the worst-case bound uses ``b_eff``, computed from ``w``).
         hessian: optional ``hessian(w, X, y, lam=lam, loss=loss)``, computed beforehand.
         gram: optional ``X.T @ X``, computed beforehand.
 
@@ -522,23 +542,25 @@ def newton_remove(w: np.ndarray, X: np.ndarray, y: np.ndarray, remove: int | Seq
     idx = _check_indices(remove, n)
     keep = np.ones(n, dtype=bool)
     keep[idx] = False
-    Xk, Xr = X[keep], X[idx]
-    m = idx.size
-    _, g_removed, h_removed = _per_example(w, Xr, y[idx], loss)
-    delta = m * lam * w + Xr.T @ g_removed
+    Xr, m = X[idx], idx.size
+    _, g, h = _per_example(w, X, y, loss)
+    delta = m * lam * w + Xr.T @ g[idx]
     if hessian is None:
-        H = _hess(w, Xk, y[keep], lam, loss)
+        H = X.T @ ((h * keep)[:, None] * X)
+        H[np.diag_indices_from(H)] += lam * (n - m)
     else:
-        H = hessian - Xr.T @ (h_removed[:, None] * Xr)
+        H = hessian - Xr.T @ (h[idx][:, None] * Xr)
         H[np.diag_indices_from(H)] -= m * lam
     step = cho_solve(cho_factor(H), delta)
     gram_k = None if gram is None else gram - Xr.T @ Xr
     gamma = GAMMA[loss]
     bound = 0.0
     if gamma > 0:
-        norm_k = spectral_norm(Xk) if gram_k is None else _spectral_norm_from_gram(gram_k)
-        bound = gamma * norm_k * float(np.linalg.norm(step)) * float(np.linalg.norm(Xk @ step))
-    worst = worst_case_bound(n=n, m=m, lam=lam, loss=loss, b_norm=float(np.linalg.norm(b)))
+        norm_k = spectral_norm(X[keep]) if gram_k is None else _spectral_norm_from_gram(gram_k)
+        bound = gamma * norm_k * float(np.linalg.norm(step)) * float(np.linalg.norm((X @ step)[keep]))
+    # w is the exact minimiser of L_{b_eff} with b_eff = b - grad L_b(w; D) (= b when w is exact).
+    b_eff = -(X.T @ g + lam * n * w)
+    worst = worst_case_bound(n=n, m=m, lam=lam, loss=loss, b_norm=float(np.linalg.norm(b_eff)))
     return NewtonRemoval(w=w + step, removed=idx, step=step, data_dependent_bound=bound, worst_case_bound=worst,
                          gram=gram_k)
 
@@ -677,13 +699,8 @@ class CertifiedRemover:
                 remaining point.
         """
         start = time.perf_counter()
-        req = np.atleast_1d(np.asarray(ids))
-        if req.size and not np.issubdtype(req.dtype, np.integer):
-            raise ValueError(f"ids must be integers, got dtype {req.dtype}")
-        pos = np.searchsorted(self.ids, req)
-        found = (pos < self.n) & (self.ids[np.minimum(pos, self.n - 1)] == req)
-        if not found.all():
-            raise ValueError(f"ids not present (unknown or already removed): {req[~found][:5].tolist()}")
+        pos = _locate(self.ids, ids)
+        removed_ids = self.ids[pos]
         step = newton_remove(self.w, self.X, self.y, pos, lam=self.lam, loss=self.loss, b=self.b, gram=self.gram)
         keep = np.ones(self.n, dtype=bool)
         keep[step.removed] = False
@@ -695,8 +712,8 @@ class CertifiedRemover:
         else:
             self.w = step.w
             self.beta += step.data_dependent_bound
-            self._since_fit += int(req.size)
-        record = RemovalStep(ids=req.astype(np.int64), bound=step.data_dependent_bound, worst_case=step.worst_case_bound,
+            self._since_fit += int(pos.size)
+        record = RemovalStep(ids=removed_ids, bound=step.data_dependent_bound, worst_case=step.worst_case_bound,
                              beta=self.beta, retrained=bool(retrained), seconds=time.perf_counter() - start)
         self.history.append(record)
         return record
@@ -914,7 +931,8 @@ def d2d_sigma(*, T: int, n: int, eps: float, delta: float, lipschitz: float, str
     gamma = d2d_contraction(strong_convexity=strong_convexity, smoothness=smoothness)
     gT = gamma**T
     log_inv = math.log(1.0 / delta)
-    return 4 * math.sqrt(2) * L * gT / (strong_convexity * n * (1 - gT) * (math.sqrt(log_inv + eps) - math.sqrt(log_inv)))
+    conversion = math.sqrt(log_inv + eps) - math.sqrt(log_inv)
+    return 4 * math.sqrt(2) * L * gT / (strong_convexity * n * (1 - gT) * conversion)
 
 
 def d2d_initial_steps(*, T: int, n: int, diameter: float, lipschitz: float, strong_convexity: float,
@@ -1004,7 +1022,9 @@ class DescentToDelete:
         self.T = int(steps_per_update)
         self.radius = _check_positive("radius", radius) if radius is not None else 1.0 / self.lam
         self.strong, self.smooth, self.lipschitz = self.lam, 0.25 + self.lam, 1.0 + self.lam * self.radius
-        self.initial_steps = initial_steps if initial_steps is not None else d2d_initial_steps(
+        if initial_steps is not None and (not isinstance(initial_steps, (int, np.integer)) or initial_steps < 0):
+            raise ValueError(f"initial_steps must be a non-negative integer, got {initial_steps!r}")
+        self.initial_steps = int(initial_steps) if initial_steps is not None else d2d_initial_steps(
             T=self.T, n=self.n, diameter=2 * self.radius, lipschitz=self.lipschitz, strong_convexity=self.strong,
             smoothness=self.smooth)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -1025,14 +1045,7 @@ class DescentToDelete:
 
     def remove(self, ids: int | Sequence[int] | np.ndarray) -> np.ndarray:
         """Delete points by original index, run T warm-started steps and return the published weights."""
-        req = np.atleast_1d(np.asarray(ids))
-        if req.size and not np.issubdtype(req.dtype, np.integer):
-            raise ValueError(f"ids must be integers, got dtype {req.dtype}")
-        pos = np.searchsorted(self.ids, req)
-        found = (pos < self.n) & (self.ids[np.minimum(pos, self.n - 1)] == req)
-        if not found.all():
-            raise ValueError(f"ids not present (unknown or already removed): {req[~found][:5].tolist()}")
-        pos = _check_indices(pos, self.n)
+        pos = _locate(self.ids, ids)
         keep = np.ones(self.n, dtype=bool)
         keep[pos] = False
         self.X, self.y, self.ids = self.X[keep], self.y[keep], self.ids[keep]
@@ -1077,7 +1090,9 @@ def binary_task(dataset_name: str, classes: tuple[int, int] = (3, 8), *, test_fr
 
     Images are mapped back to [0, 1] pixels, shifted by -0.5 and flattened; every row is divided
     by its L2 norm (as in Guo et al.'s ``load_features``); ``classes[0] -> +1`` and
-    ``classes[1] -> -1`` (3 -> +1, 8 -> -1 as in their code). The split is stratified and seeded.
+    ``classes[1] -> -1`` (3 -> +1, 8 -> -1 as in their code). The split is a stratified, seeded
+    random split of all images of the two classes (for MNIST this pools the official training and
+    test images, unlike Guo et al., who use the official split).
 
     Args:
         dataset_name: ``"digits"`` (ships with scikit-learn) or ``"mnist"`` (downloaded), ...

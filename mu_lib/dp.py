@@ -632,8 +632,9 @@ def dpsgd_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, de
     ``"rdp"`` composes Rényi DP (Mironov 2017) of the sampled Gaussian mechanism (Mironov et al.
     2019) and converts it to (ε, δ) with Opacus's default orders and conversion (Balle et al.
     2020); ``"prv"`` composes privacy random variables numerically and returns the upper end of
-    its estimate; ``"gdp"`` is the Gaussian-DP central-limit approximation (not a guarantee for
-    few steps). σ = 0 gives ``inf``.
+    its estimate; ``"gdp"`` is the Gaussian-DP central-limit approximation, which Opacus calls
+    experimental: it can underestimate ε (few steps, large ``q``) and is not a guarantee. σ = 0
+    gives ``inf``.
 
     Args:
         noise_multiplier: σ ≥ 0.
@@ -661,10 +662,12 @@ def dpsgd_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, de
         return math.inf
     from opacus.accountants import create_accountant
 
-    acc = create_accountant(accountant)
-    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
     with warnings.catch_warnings():
+        # GDP warns that it is experimental (documented above); RDP that the optimal order lies at
+        # the end of its default range (the value is then a valid but looser upper bound).
         warnings.simplefilter("ignore", UserWarning)
+        acc = create_accountant(accountant)
+        acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
         return float(acc.get_epsilon(delta=delta))
 
 

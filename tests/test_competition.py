@@ -12,11 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mu_lib import audit, competition, data, train, unlearn
 
 N = 4
 RECIPE = train.Recipe(epochs=3, batch_size=128, lr=0.1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one torch thread is faster, and far faster when other processes share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +313,24 @@ def test_result_files_from_another_run_are_rejected(splits, reference, tmp_path)
     with pytest.raises(ValueError, match="another configuration"):
         competition.merge(copy)
     assert Path(run_dir, "manifest.json").exists()
+
+
+def test_early_stop_skips_the_rest_of_a_far_too_slow_method(splits, reference, tmp_path):
+    # With a cut-off of a millionth of the retraining time every real method is "far too slow".
+    comp = _competition(splits, tmp_path, cutoff=1e-6)
+    k = competition.EARLY_STOP_RUNS
+    assert comp.run(early_stop=True) == 1 + 2 * N + 2 * k  # timing, retrained, "retrain" method, k per method
+    for label in ("original", "finetune"):
+        assert (tmp_path / "unlearn" / label / "stopped.json").exists()
+    assert comp.missing() == []
+    rep = comp.report()
+    ft = rep["finetune"]
+    assert ft.stopped_early and ft.num_runs == k and not ft.within_time
+    assert np.isnan(ft.forget_quality) and np.isnan(ft.final_score) and ft.confs.shape[0] == k
+    assert not rep["retrain"].stopped_early and rep["retrain"].num_runs == N  # the calibration is never stopped
+    assert any("finetune" in v and f"stopped after {k} runs" in v for v in rep.verdicts())
+    assert list(rep.table(sort=True).index)[-1] in ("original", "finetune")
+    # Without early stopping the remaining runs are made, and the method is scored in full.
+    assert comp.run() == 2 * (N - k)
+    full = comp.report()
+    assert not full["finetune"].stopped_early and full["finetune"].forget_quality == reference[1]["finetune"].forget_quality

@@ -205,6 +205,9 @@ def test_remover_rejects_unknown_or_removed_ids():
         rm.remove(3)
     with pytest.raises(ValueError, match="100"):
         rm.remove(100)
+    with pytest.raises(ValueError, match=r"duplicated ids.*\[7\]"):
+        rm.remove([7, 7])
+    assert rm.n == 98 and rm.history[0].ids.tolist() == [3, 4]
 
 
 def test_gamma_constant_of_the_logistic_loss():

@@ -260,7 +260,6 @@ def test_epsilon_reference_table_is_monotone_in_sigma():
     assert all(a > b for a, b in zip(got, got[1:]))
 
 
-@pytest.mark.filterwarnings("ignore:GDP accounting is experimental")
 @pytest.mark.parametrize("accountant", dp.ACCOUNTANTS)
 def test_epsilon_decreases_in_sigma_and_increases_in_steps(accountant):
     kw = dict(sample_rate=0.01, delta=1e-5, accountant=accountant)

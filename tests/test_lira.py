@@ -13,6 +13,15 @@ from scipy.stats import norm
 from mu_lib import audit, mia, models, train
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one torch thread is faster, and far faster when other processes share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---------------------------------------------------------------- the statistic
 
 def test_phi_is_finite_and_equals_logit_margin_for_extreme_logits():

@@ -109,9 +109,11 @@ def ssd(model: nn.Module, splits: RestrictedSplits, cfg: SSDConfig, *, device, s
 def retain_fisher(model: nn.Module, loader: TensorLoader) -> dict[str, torch.Tensor]:
     """Golatkar's diagonal Fisher: the mean over examples of ``sum_y p(y|x) (grad CE(x, y))^2``.
 
-    The gradients are per example (``torch.func.vmap`` over ``grad``), one pass per class, with
-    the model in eval mode, exactly as the batch-size-1 loop of Golatkar's ``hessian`` (the
-    batch-level shortcut of Unlearn-Sparse's ``fisher_new`` is not used).
+    The gradients are per example and per class (``torch.func.vmap`` over ``grad``, every
+    example of a batch paired with every class in one call), with the model in eval mode: the
+    same quantity as the batch-size-1 loop of Golatkar's ``hessian`` (the batch-level shortcut of
+    Unlearn-Sparse's ``fisher_new`` is not used). One call holds ``batch × classes`` gradients of
+    the size of the model: choose the loader's batch size for the memory at hand.
 
     Returns:
         ``{parameter name: Fisher diagonal of the parameter's shape}``.
@@ -132,12 +134,13 @@ def retain_fisher(model: nn.Module, loader: TensorLoader) -> dict[str, torch.Ten
     for xb, _ in loader:
         with torch.no_grad():
             probs = F.softmax(functional_call(model, (params, buffers), (xb,)), dim=1)
-        for c in range(probs.shape[1]):
-            g = per_example(params, xb, torch.full((xb.shape[0],), c, dtype=torch.long, device=xb.device))
-            w = probs[:, c]
-            for n in fisher:
-                fisher[n].add_(torch.tensordot(w, g[n].pow(2), dims=1))
-        count += xb.shape[0]
+        b, k = probs.shape
+        labels = torch.arange(k, device=xb.device).repeat(b)  # example i, class c at row i * k + c
+        g = per_example(params, xb.repeat_interleave(k, dim=0), labels)
+        w = probs.reshape(-1)
+        for n in fisher:
+            fisher[n].add_(torch.tensordot(w, g[n].pow(2), dims=1))
+        count += b
     model.train(was_training)
     if count == 0:
         raise ValueError("the loader is empty: no Fisher information can be estimated")
@@ -186,15 +189,23 @@ class FisherConfig(UnlearnConfig):
 
     Attributes:
         alpha: scale of the noise variance.
-        batch_size: examples whose per-example gradients are computed at once (memory).
+        batch_size: examples whose per-example, per-class gradients are computed at once
+            (``batch_size x classes`` gradients of the model's size in memory).
+        num_examples: estimate the Fisher on a random subset of this many retain examples
+            (seeded); ``None`` uses the whole retain set, as Golatkar et al. did on their small
+            datasets. The Fisher costs one backward pass per example *and class*, so on CIFAR-10
+            a subset of a few thousand keeps it affordable.
     """
 
     epoch_fields = ()
     alpha: float = 1e-6
-    batch_size: int = 64
+    batch_size: int = 16
+    num_examples: int | None = None
 
     def __post_init__(self) -> None:
         _loops.check_config(self, positive=("alpha", "batch_size"))
+        if self.num_examples is not None and self.num_examples < 1:
+            raise ValueError(f"FisherConfig.num_examples must be None or >= 1, got {self.num_examples!r}")
 
 
 @register("fisher", config=FisherConfig, family="dampening", uses=("retain", "forget"),
@@ -206,11 +217,14 @@ def fisher(model: nn.Module, splits: RestrictedSplits, cfg: FisherConfig, *, dev
     The forget set is read only for its labels: classes that no longer occur in the retain set
     are forgotten classes, whose classifier rows are zeroed (Golatkar's class-forgetting step).
     """
-    _, yr = splits.xy("retain")
+    xr, yr = splits.xy("retain")
     _, yf = splits.xy("forget")
     gone = sorted(set(torch.unique(yf).tolist()) - set(torch.unique(yr).tolist()))
-    fim = retain_fisher(model, splits.loader("retain", batch_size=cfg.batch_size, device=device))
     gen = torch.Generator().manual_seed(int(seed))
+    if cfg.num_examples is not None and cfg.num_examples < xr.shape[0]:
+        pick = torch.randperm(xr.shape[0], generator=gen)[:cfg.num_examples]
+        xr, yr = xr[pick], yr[pick]
+    fim = retain_fisher(model, TensorLoader(xr, yr, batch_size=cfg.batch_size, device=device))
     with torch.no_grad():
         dist = fisher_variances(model, fim, alpha=cfg.alpha, forget_classes=gone)
         for n, p in model.named_parameters():

@@ -1,0 +1,52 @@
+"""`metrics` against direct computation, and the determinism of the whole pipeline on CPU."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mu_lib import data, metrics, mia, runtime, train, unlearn
+
+
+@pytest.fixture(scope="module")
+def setting():
+    prof = runtime.get_profile("smoke")
+    splits = data.make_splits("digits", forget_fraction=0.1, val_size=100, test_size=300, seed=0)
+    recipe = dataclasses.replace(prof.recipe, epochs=3)
+    original = train.train_on(splits, model="small_cnn", recipe=recipe, seed=0)
+    return splits, original, recipe
+
+
+def test_report_matches_direct_computation(setting):
+    splits, original, _ = setting
+    rep = metrics.evaluate_unlearning(original, splits, method="original", seconds=2.0, retrain_seconds=8.0)
+    for part in ("retain", "forget", "val", "test"):
+        assert getattr(rep, f"{part}_acc") == train.evaluate(original, *splits.xy(part)).accuracy
+    f = train.evaluate(original, *splits.xy("forget")).losses
+    t = train.evaluate(original, *splits.xy("test")).losses
+    assert rep.mia == mia.simple_mia(f, t, seed=0)
+    assert rep.indiscernibility == pytest.approx(1 - abs(2 * rep.mia - 1))
+    assert rep.cost_ratio == 0.25 and rep.as_dict()["method"] == "original"
+
+
+def test_compare_methods_keeps_order_and_times(setting):
+    splits, original, recipe = setting
+    methods = {"retrain": unlearn.get("retrain", **dataclasses.asdict(recipe)), "nothing": unlearn.get("original")}
+    reps = metrics.compare_methods(original, splits, methods, retrain_seconds=1.0)
+    assert [r.method for r in reps] == ["retrain", "nothing"]
+    assert reps[0].seconds > reps[1].seconds >= 0
+    assert reps[1].forget_acc == train.evaluate(original, *splits.xy("forget")).accuracy
+
+
+def test_pipeline_is_deterministic_on_cpu(setting):
+    """Same seed, same numbers: splits, training, unlearning and the attack, run twice."""
+    def run():
+        s = data.make_splits("digits", forget_fraction=0.1, val_size=100, test_size=300, seed=3)
+        net = train.train_on(s, model="small_cnn", recipe=setting[2], seed=3)
+        out = unlearn.get("finetune", epochs=1)(net, s, device="cpu", seed=3)
+        rep = metrics.evaluate_unlearning(out, s, seed=3)
+        return dataclasses.replace(rep, seconds=None), train.evaluate(out, *s.xy("test")).logits
+
+    (a, la), (b, lb) = run(), run()
+    assert a == b
+    np.testing.assert_array_equal(la, lb)
