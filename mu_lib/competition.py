@@ -39,7 +39,7 @@ Example:
     >>> import tempfile
     >>> from mu_lib import data, train
     >>> s = data.make_splits("digits", forget_fraction=0.02, val_size=50, test_size=200, seed=0)
-    >>> comp = Competition(s, model="logreg", recipe=train.Recipe(epochs=2, batch_size=128, lr=0.1),
+    >>> comp = Competition(s, model="logreg", recipe=train.Recipe(epochs=1, batch_size=256, lr=0.1),
     ...                    num_models=2, methods=["original"], run_dir=tempfile.mkdtemp())
     >>> comp.run()  # the timing run, 2 retrained and 2 unlearned models
     5
