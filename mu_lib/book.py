@@ -64,7 +64,13 @@ def glue(name: str, value: Any, *, display: bool = False, quiet: bool = False) -
             myst_glue(name, value, display=display)
             return value
     if not quiet:
-        print(f"{name} = {value!r}" if not hasattr(value, "savefig") else f"{name} = <figure>")
+        if hasattr(value, "savefig"):
+            shown = "<figure>"
+        elif type(value).__name__ == "Markdown" and isinstance(getattr(value, "data", None), str):
+            shown = value.data  # IPython.display.Markdown: show the text, not the object's repr
+        else:
+            shown = repr(value)
+        print(f"{name} = {shown}")
     return value
 
 

@@ -72,7 +72,8 @@ from mu_lib import runtime, train, unlearn
 from mu_lib.data import Splits
 from mu_lib.models import has_batchnorm, make_model
 
-__all__ = ["DEFAULT_CUTOFF", "EARLY_STOP_RUNS", "EARLY_STOP_MARGIN", "MethodScore", "CompetitionReport", "Competition", "merge", "run_competition"]
+__all__ = ["DEFAULT_CUTOFF", "EARLY_STOP_RUNS", "EARLY_STOP_MARGIN", "MethodScore", "CompetitionReport", "Competition",
+           "merge", "run_competition"]
 
 DEFAULT_CUTOFF = 0.2
 """Largest mean unlearning time, as a fraction of the time of retraining one model (challenge PDF §5)."""

@@ -65,6 +65,10 @@ def test_sync_repairs_a_stale_install_cell(tmp_path):
 def test_glue_outside_jupyter_prints(capsys):
     assert book.glue("answer", 42) == 42
     assert "answer = 42" in capsys.readouterr().out
+    from IPython.display import Markdown
+
+    book.glue("best", Markdown("`eu_k`"))
+    assert "best = `eu_k`" in capsys.readouterr().out
     with pytest.raises(ValueError, match="alphanumeric"):
         book.glue("bad name!", 1)
 

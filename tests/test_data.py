@@ -56,7 +56,7 @@ def test_splits_are_seeded():
 
 def test_bad_splits_name_the_problem():
     ds = data.load_dataset("digits")
-    r, f, v, t = np.arange(0, 100), np.arange(100, 110), np.arange(110, 120), np.arange(120, 130)
+    r, v, t = np.arange(0, 100), np.arange(110, 120), np.arange(120, 130)
     with pytest.raises(ValueError, match="retain and forget overlap"):
         data.Splits(ds, retain=r, forget=np.arange(95, 105), val=v, test=t)
     with pytest.raises(ValueError, match="forget set is empty"):

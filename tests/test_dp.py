@@ -8,7 +8,6 @@ T = 14062, δ = 1e-5 -> ε = 2.597 with Opacus's RDP accountant).
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -240,7 +239,7 @@ def test_empty_batches_are_noise_only_in_both():
     a, b = _mlp(), _mlp()
     kw = dict(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.2, steps=8, lr=0.1, seed=1)
     ra = dp.dpsgd_fit(a, x, y, **kw)
-    rb = dp.dpsgd_fit_opacus(b, x, y, **kw)
+    dp.dpsgd_fit_opacus(b, x, y, **kw)
     assert (ra.batch_sizes == 0).any()
     assert np.isnan(ra.losses[ra.batch_sizes == 0]).all() and np.isfinite(ra.losses[ra.batch_sizes > 0]).all()
     assert _max_diff(a, b) < 1e-6

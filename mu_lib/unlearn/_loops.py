@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -86,7 +86,7 @@ def ce_epochs(model: nn.Module, loader: Iterable, *, epochs: int, optimizer: tor
 
 
 def check_config(cfg: object, *, positive: Iterable[str] = (), nonnegative: Iterable[str] = (),
-                 fraction: Iterable[str] = ()) -> None:
+                 fraction: Iterable[str] = (), choices: Mapping[str, Iterable[object]] | None = None) -> None:
     """Validate numeric hyperparameters of a config, naming the offending field and value.
 
     Args:
@@ -94,6 +94,17 @@ def check_config(cfg: object, *, positive: Iterable[str] = (), nonnegative: Iter
         positive: fields that must be finite and > 0.
         nonnegative: fields that must be finite and >= 0.
         fraction: fields that must lie in [0, 1].
+        choices: fields mapped to the values they may take.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Cfg:
+        ...     lr: float = -1.0
+        >>> check_config(Cfg(), positive=("lr",))
+        Traceback (most recent call last):
+        ...
+        ValueError: Cfg.lr must be positive, got -1.0
     """
     name = type(cfg).__name__
     for f in positive:
@@ -108,6 +119,10 @@ def check_config(cfg: object, *, positive: Iterable[str] = (), nonnegative: Iter
         v = getattr(cfg, f)
         if not (math.isfinite(v) and 0 <= v <= 1):
             raise ValueError(f"{name}.{f} must be in [0, 1], got {v!r}")
+    for f, valid in (choices or {}).items():
+        v = getattr(cfg, f)
+        if v not in tuple(valid):
+            raise ValueError(f"{name}.{f} must be one of {list(valid)}, got {v!r}")
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -60,7 +60,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -69,7 +68,6 @@ from torch import nn
 
 from mu_lib import runtime
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import UnlearnConfig
 
 __all__ = ["NORM_TYPES", "conv_layers", "weight_layers", "first_conv", "classifier", "is_projection_shortcut",
            "reset_layer_", "kl_to_uniform", "contrastive_forget_loss", "predictive_entropy", "kl_distillation"]
@@ -150,13 +148,6 @@ def _randn(shape: torch.Size, generator: torch.Generator, like: torch.Tensor) ->
     return torch.randn(shape, generator=generator).to(device=like.device, dtype=like.dtype)
 
 
-def _frozen_copy(model: nn.Module) -> nn.Module:
-    teacher = copy.deepcopy(model).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
-
-
 # --------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------
@@ -167,6 +158,7 @@ def kl_to_uniform(logits: torch.Tensor) -> torch.Tensor:
     Example:
         >>> float(kl_to_uniform(torch.zeros(4, 10)))
         0.0
+        >>> import math
         >>> z = torch.tensor([[2.0, 0.0]])
         >>> round(float(kl_to_uniform(z)), 4) == round(-math.log(2) - float(z.log_softmax(1).mean()), 4)
         True
@@ -190,6 +182,7 @@ def predictive_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Per-example entropy of softmax(logits), ``[N]`` (nats).
 
     Example:
+        >>> import math
         >>> round(float(predictive_entropy(torch.zeros(1, 4))[0]), 4) == round(math.log(4), 4)
         True
     """
@@ -231,24 +224,3 @@ def _loss_epochs(model: nn.Module, loader: Iterable, *, epochs: int, optimizer: 
         if after_epoch is not None:
             after_epoch(epoch)
     return model
-
-
-def _check(cfg: UnlearnConfig, *, positive: Iterable[str] = (), non_negative: Iterable[str] = (),
-           fractions: Iterable[str] = (), choices: dict[str, Iterable[str]] | None = None) -> None:
-    name = type(cfg).__name__
-    for f in positive:
-        v = getattr(cfg, f)
-        if not (v > 0 and math.isfinite(v)):
-            raise ValueError(f"{name}.{f} must be positive and finite, got {v!r}")
-    for f in non_negative:
-        v = getattr(cfg, f)
-        if not (v >= 0 and math.isfinite(v)):
-            raise ValueError(f"{name}.{f} must be >= 0, got {v!r}")
-    for f in fractions:
-        v = getattr(cfg, f)
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"{name}.{f} must be in [0, 1], got {v!r}")
-    for f, valid in (choices or {}).items():
-        v = getattr(cfg, f)
-        if v not in tuple(valid):
-            raise ValueError(f"{name}.{f} must be one of {list(valid)}, got {v!r}")

@@ -26,8 +26,8 @@ from mu_lib import runtime
 from mu_lib.data import TensorLoader
 from mu_lib.unlearn import _loops
 from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
-from mu_lib.unlearn.winners import (_check, _frozen_copy, _loss_epochs, _randn, contrastive_forget_loss, conv_layers,
-                                    first_conv, kl_to_uniform, predictive_entropy, weight_layers)
+from mu_lib.unlearn.winners import (_loss_epochs, _randn, contrastive_forget_loss, conv_layers, first_conv,
+                                    kl_to_uniform, predictive_entropy, weight_layers)
 
 __all__ = ["FCSConfig", "MSGConfig", "CFWConfig", "PRMQConfig", "msg_gradients", "small_gradient_masks",
            "reinit_kaiming_", "msg_lr_factor", "perturb_conv_weights_", "cfw_class_weights", "prune_and_reinit_"]
@@ -69,8 +69,8 @@ class FCSConfig(UnlearnConfig):
     retain_weight_decay: float = 1e-2
 
     def __post_init__(self) -> None:
-        _check(self, positive=("batch_size", "temperature", "stage1_lr", "forget_lr", "retain_lr"),
-               non_negative=("stage1_epochs", "epochs", "eta_min", "retain_weight_decay"))
+        _loops.check_config(self, positive=("batch_size", "temperature", "stage1_lr", "forget_lr", "retain_lr"),
+                            nonnegative=("stage1_epochs", "epochs", "eta_min", "retain_weight_decay"))
 
 
 @register("fcs", config=FCSConfig, family="competition", uses=("retain", "forget"),
@@ -143,8 +143,9 @@ class MSGConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(self, positive=("lr", "batch_size"), non_negative=("epochs", "weight_decay", "kept_grad_scale"),
-               fractions=("init_rate",), choices={"selection": ("layer", "global")})
+        _loops.check_config(self, positive=("lr", "batch_size"),
+                            nonnegative=("epochs", "weight_decay", "kept_grad_scale"), fraction=("init_rate",),
+                            choices={"selection": ("layer", "global")})
 
 
 def msg_gradients(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor, x_forget: torch.Tensor,
@@ -322,9 +323,9 @@ class CFWConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(self, positive=("lr", "batch_size"),
-               non_negative=("epochs", "sigma", "final_sigma", "other_class_weight", "weight_decay"),
-               choices={"scope": ("all", "first"), "class_weighting": ("writeup", "balanced", "none")})
+        _loops.check_config(self, positive=("lr", "batch_size"),
+                            nonnegative=("epochs", "sigma", "final_sigma", "other_class_weight", "weight_decay"),
+                            choices={"scope": ("all", "first"), "class_weighting": ("writeup", "balanced", "none")})
 
 
 def perturb_conv_weights_(model: nn.Module, *, std: float, scope: str = "first", generator: torch.Generator
@@ -427,9 +428,9 @@ class PRMQConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(self, positive=("lr", "batch_size"),
-               non_negative=("epochs", "entropy_weight", "class_weight_power", "weight_decay"),
-               fractions=("prune_amount",))
+        _loops.check_config(self, positive=("lr", "batch_size"),
+                            nonnegative=("epochs", "entropy_weight", "class_weight_power", "weight_decay"),
+                            fraction=("prune_amount",))
 
 
 def prune_and_reinit_(model: nn.Module, *, amount: float, generator: torch.Generator
@@ -473,7 +474,7 @@ def prmq(model: nn.Module, splits: RestrictedSplits, cfg: PRMQConfig, *, device,
     Unlearn).
     """
     gen = torch.Generator().manual_seed(seed)
-    teacher = _frozen_copy(model)
+    teacher = _loops.frozen_copy(model)
     prune_and_reinit_(model, amount=cfg.prune_amount, generator=gen)
     x, y = splits.xy("retain")
     counts = torch.bincount(y, minlength=splits.data.num_classes).clamp(min=1).float()

@@ -25,7 +25,7 @@ from torch import nn
 
 from mu_lib.unlearn import _loops
 from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
-from mu_lib.unlearn.winners import (NORM_TYPES, _check, _frozen_copy, _loss_epochs, _randn, classifier, conv_layers,
+from mu_lib.unlearn.winners import (NORM_TYPES, _loss_epochs, _randn, classifier, conv_layers,
                                     first_conv, is_projection_shortcut, kl_distillation, reset_layer_, weight_layers)
 
 __all__ = ["CTConfig", "KDEConfig", "RNIConfig", "ReinitMSEConfig", "transpose_conv_kernels_", "noise_round_",
@@ -48,7 +48,7 @@ class CTConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(self, positive=("lr", "batch_size"), non_negative=("epochs", "weight_decay"))
+        _loops.check_config(self, positive=("lr", "batch_size"), nonnegative=("epochs", "weight_decay"))
 
 
 def transpose_conv_kernels_(model: nn.Module) -> list[str]:
@@ -125,8 +125,8 @@ class KDEConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(self, positive=("temperature", "warmup_lr", "lr", "batch_size"),
-               non_negative=("warmup_epochs", "epochs", "weight_decay"))
+        _loops.check_config(self, positive=("temperature", "warmup_lr", "lr", "batch_size"),
+                            nonnegative=("warmup_epochs", "epochs", "weight_decay"))
 
 
 @register("kde", config=KDEConfig, family="competition", uses=("retain", "val"),
@@ -148,7 +148,7 @@ def kde(model: nn.Module, splits: RestrictedSplits, cfg: KDEConfig, *, device, s
         raise ValueError("kde distils on the validation split, which is empty; pass splits with val_size > 0 "
                          "or warmup_epochs=0")
     gen = torch.Generator().manual_seed(seed)
-    teacher = _frozen_copy(model)
+    teacher = _loops.frozen_copy(model)
     stem = first_conv(model)
     for layer in ([stem[1]] if stem is not None else []) + [classifier(model)[1]]:
         reset_layer_(layer, generator=gen)
@@ -214,9 +214,9 @@ class RNIConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(self, positive=("lr", "batch_size", "layers_per_epoch"),
-               non_negative=("reset_epochs", "noise_epochs", "fine_epochs", "noise_std", "weight_decay"),
-               fractions=("noise_ratio",))
+        _loops.check_config(self, positive=("lr", "batch_size", "layers_per_epoch"),
+                            nonnegative=("reset_epochs", "noise_epochs", "fine_epochs", "noise_std", "weight_decay"),
+                            fraction=("noise_ratio",))
         if not self.fine_lrs or not all(v > 0 for v in self.fine_lrs):
             raise ValueError(f"RNIConfig.fine_lrs must be a non-empty tuple of positive rates, got {self.fine_lrs!r}")
 
@@ -325,8 +325,8 @@ class ReinitMSEConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _check(self, positive=("lr", "batch_size", "cosine_period"),
-               non_negative=("layers_per_cycle", "input_noise_std", "weight_decay"))
+        _loops.check_config(self, positive=("lr", "batch_size", "cosine_period"),
+                            nonnegative=("layers_per_cycle", "input_noise_std", "weight_decay"))
         if not self.cycle_epochs or not all(isinstance(e, int) and e >= 0 for e in self.cycle_epochs):
             raise ValueError(f"ReinitMSEConfig.cycle_epochs must be a non-empty tuple of integers >= 0, "
                              f"got {self.cycle_epochs!r}")
@@ -385,7 +385,7 @@ def reinit_mse(model: nn.Module, splits: RestrictedSplits, cfg: ReinitMSEConfig,
     The method declares ``uses=("retain",)``: the registry refuses it the forget set.
     """
     gen = torch.Generator().manual_seed(seed)
-    teacher = _frozen_copy(model)
+    teacher = _loops.frozen_copy(model)
     loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
 
     def remember(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
