@@ -419,6 +419,23 @@ def _prepare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, noise_multip
     return int(steps) if steps is not None else dpsgd_steps(epochs=epochs, sample_rate=sample_rate)
 
 
+def _start(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, sample_rate: float, seed: int,
+           device: Any, lr: float, momentum: float, weight_decay: float
+           ) -> tuple[torch.device, torch.Tensor, torch.Tensor, PoissonSampler, torch.Generator, torch.optim.SGD]:
+    """What both trainers share: the device, the data on it, the seeded batch sampler and noise
+    generator, and the plain SGD optimiser."""
+    dev = runtime.resolve_device(device)
+    model.to(dev).train()
+    xd, yd = x.to(dev), y.to(dev)
+    sample_seed, noise_seed = _seeds(seed)
+    sampler = PoissonSampler(xd.shape[0], sample_rate=sample_rate, steps=steps,
+                             generator=torch.Generator().manual_seed(sample_seed))
+    noise_gen = torch.Generator(device=dev).manual_seed(noise_seed)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum,
+                          weight_decay=weight_decay)
+    return dev, xd, yd, sampler, noise_gen, opt
+
+
 def _check_losses(losses: torch.Tensor, sizes: list[int], upto: int, lr: float) -> None:
     seg = losses[:upto].cpu()
     nonempty = torch.tensor(sizes[:upto]) > 0
@@ -476,16 +493,9 @@ def dpsgd_fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, noise_multi
     total = _prepare(model, x, y, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
                      sample_rate=sample_rate, epochs=epochs, steps=steps, lr=lr, momentum=momentum,
                      weight_decay=weight_decay)
-    dev = runtime.resolve_device(device)
-    model.to(dev).train()
-    xd, yd = x.to(dev), y.to(dev)
+    dev, xd, yd, sampler, noise_gen, opt = _start(model, x, y, steps=total, sample_rate=sample_rate, seed=seed,
+                                                  device=device, lr=lr, momentum=momentum, weight_decay=weight_decay)
     n = xd.shape[0]
-    sample_seed, noise_seed = _seeds(seed)
-    sampler = PoissonSampler(n, sample_rate=sample_rate, steps=total,
-                             generator=torch.Generator().manual_seed(sample_seed))
-    noise_gen = torch.Generator(device=dev).manual_seed(noise_seed)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum,
-                          weight_decay=weight_decay)
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
     losses = torch.full((total,), float("nan"), device=dev)
     sizes: list[int] = []
@@ -573,17 +583,10 @@ def dpsgd_fit_opacus(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, nois
     if math.isinf(max_grad_norm):
         raise ValueError("Opacus cannot run without clipping (max_grad_norm=inf gives noise std 0 * inf = nan); "
                          "use a large finite max_grad_norm instead")
-    dev = runtime.resolve_device(device)
-    model.to(dev).train()
-    xd, yd = x.to(dev), y.to(dev)
+    dev, xd, yd, sampler, noise_gen, opt = _start(model, x, y, steps=total, sample_rate=sample_rate, seed=seed,
+                                                  device=device, lr=lr, momentum=momentum, weight_decay=weight_decay)
     n = xd.shape[0]
-    sample_seed, noise_seed = _seeds(seed)
-    sampler = PoissonSampler(n, sample_rate=sample_rate, steps=total,
-                             generator=torch.Generator().manual_seed(sample_seed))
     loader = torch.utils.data.DataLoader(_IndexedTensors(xd, yd), batch_sampler=sampler, collate_fn=_as_batch)
-    noise_gen = torch.Generator(device=dev).manual_seed(noise_seed)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum,
-                          weight_decay=weight_decay)
     with warnings.catch_warnings():
         # "Secure RNG turned off" and hook warnings: expected in a teaching setting, noise for the reader.
         warnings.simplefilter("ignore", UserWarning)

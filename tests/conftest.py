@@ -13,6 +13,17 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one torch thread is faster, and far faster when other processes share the CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits_splits():
     """Digits (8x8), random 10 % forget set, 100 validation and 300 test examples."""

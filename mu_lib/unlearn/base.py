@@ -86,7 +86,10 @@ class UnlearnConfig:
         total = self.total_epochs()
         if total <= budget:
             return self
-        scale = budget / total
+        return self._scaled_epochs(budget / total)
+
+    def _scaled_epochs(self, scale: float) -> "UnlearnConfig":
+        """A copy with every epoch-like field multiplied by ``scale`` < 1 (integers floored, at least 1)."""
         changes: dict[str, Any] = {}
         for f in self.epoch_fields:
             if not hasattr(self, f):

@@ -335,20 +335,14 @@ class ReinitMSEConfig(UnlearnConfig):
         """Epochs over all cycles."""
         return float(sum(self.cycle_epochs))
 
-    def with_epoch_budget(self, budget: float) -> "ReinitMSEConfig":
-        """Scale every cycle's epochs by the same factor (each keeps at least 1), as the base
-        class scales its epoch fields; the number of cycles is kept.
+    def _scaled_epochs(self, scale: float) -> "ReinitMSEConfig":
+        """Scale every cycle's epochs by the same factor (each keeps at least 1); the number of cycles
+        is kept.
 
         Example:
             >>> ReinitMSEConfig().with_epoch_budget(4).cycle_epochs
             (1, 1, 1)
         """
-        if budget <= 0:
-            raise ValueError(f"epoch budget must be positive, got {budget}")
-        total = self.total_epochs()
-        if total <= budget:
-            return self
-        scale = budget / total
         return dataclasses.replace(self, cycle_epochs=tuple(max(1, math.floor(e * scale)) for e in self.cycle_epochs))
 
 
