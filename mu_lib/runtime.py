@@ -45,6 +45,7 @@ __all__ = [
     "default_device",
     "resolve_device",
     "in_colab",
+    "live_session",
     "progress_enabled",
     "progress",
 ]
@@ -278,6 +279,19 @@ def setup(*, chapter: str, seed: int = 0, profile: str | None = None, device: st
     return prof
 
 
+def live_session() -> bool:
+    """Whether a person is watching: Colab, or a kernel started by a Jupyter server.
+
+    False in book builds, in tests and in plain scripts. Chapters use it to show interactive
+    widgets only where a front end can render them.
+
+    Example:
+        >>> isinstance(live_session(), bool)
+        True
+    """
+    return in_colab() or bool(os.environ.get("JPY_SESSION_NAME"))
+
+
 def progress_enabled() -> bool:
     """Whether long loops show progress bars.
 
@@ -288,7 +302,7 @@ def progress_enabled() -> bool:
     env = os.environ.get("MU_PROGRESS")
     if env is not None and env.strip() != "":
         return env.strip().lower() not in {"0", "false", "no", "off"}
-    if in_colab() or os.environ.get("JPY_SESSION_NAME"):
+    if live_session():
         return True
     try:
         return sys.stderr.isatty()

@@ -58,3 +58,11 @@ def test_progress_switch(monkeypatch):
     monkeypatch.setenv("MU_PROGRESS", "1")
     assert runtime.progress_enabled()
     assert list(runtime.progress(range(3), enabled=True, disable=True)) == [0, 1, 2]
+
+
+def test_live_session_follows_the_jupyter_server(monkeypatch):
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.delenv("MU_PROGRESS", raising=False)
+    assert not runtime.live_session()  # tests run headless, not in Colab
+    monkeypatch.setenv("JPY_SESSION_NAME", "chapter.ipynb")
+    assert runtime.live_session() and runtime.progress_enabled()
