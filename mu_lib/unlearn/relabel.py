@@ -174,24 +174,19 @@ class _MaskedUpdates:
 
 
 @dataclass(frozen=True)
-class SalUnConfig(UnlearnConfig):
-    """SalUn's CIFAR-10 command: mask ``with_0.5`` (threshold 0.5), RL for 10 epochs at lr 0.013,
-    SGD momentum 0.9, wd 5e-4, batch 256 (the framework's defaults).
+class SalUnConfig(RandomLabelsConfig):
+    """SalUn's CIFAR-10 command: mask ``with_0.5`` (threshold 0.5) on top of the random-labels
+    settings it shares (10 epochs at lr 0.013, SGD momentum 0.9, wd 5e-4, batch 256).
 
     Attributes:
         threshold: fraction of all weights, ranked by forget-gradient magnitude, that may change.
     """
 
-    epochs: int = 10
     threshold: float = 0.5
-    lr: float = 0.013
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size"), nonnegative=("epochs", "weight_decay"),
-                            fraction=("momentum", "threshold"))
+        super().__post_init__()
+        _loops.check_config(self, fraction=("threshold",))
 
 
 @register("salun", config=SalUnConfig, family="relabelling", uses=("retain", "forget"),
