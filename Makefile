@@ -20,7 +20,9 @@ book: $(STAMP)
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 test: $(STAMP)
-	MU_PROGRESS=0 $(BIN)/python -m pytest
+	$(BIN)/ruff check mu_lib tests benchmarks
+	$(BIN)/lint-imports
+	MU_PROGRESS=0 $(BIN)/python -m pytest -n 2
 
 clean:
 	rm -rf _build .pytest_cache

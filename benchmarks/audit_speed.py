@@ -26,6 +26,7 @@ import numpy as np
 
 from mu_lib import audit
 
+
 def confidences(num_models: int, num_examples: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Retrained ``mu + sigma·z``, unlearned shifted by 0.5 σ; ``mu ~ U(-2, 6)``, ``sigma ~ U(0.5, 1.5)``."""
     rng = np.random.default_rng(seed)

@@ -20,8 +20,34 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["glue", "fmt_pct", "results_table", "execute_notebook", "NotebookRun", "repository",
+from mu_lib import runtime, viz
+
+__all__ = ["setup", "glue", "fmt_pct", "results_table", "execute_notebook", "NotebookRun", "repository",
            "install_cell_source", "colab_badge", "sync_chapters", "new_chapter"]
+
+
+def setup(*, chapter: str, seed: int = 0, profile: str | None = None, device: str | None = None,
+          verbose: bool = True) -> runtime.Profile:
+    """Prepare a chapter: :func:`mu_lib.runtime.setup` (profile, device, seeds, banner), then the
+    book's plotting style (:func:`mu_lib.viz.use_style`).
+
+    Args:
+        chapter: the chapter's short name, printed in the banner.
+        seed: the seed of every generator.
+        profile: a profile name; ``None`` reads ``MU_PROFILE`` or follows the hardware.
+        device: a device name; ``None`` reads ``MU_DEVICE`` or follows the hardware.
+        verbose: print the one-line banner.
+
+    Returns:
+        The profile, with ``device`` and ``seed`` filled in.
+
+    Example:
+        >>> setup(chapter="doctest", profile="smoke", device="cpu", verbose=False).name
+        'smoke'
+    """
+    prof = runtime.setup(chapter=chapter, seed=seed, profile=profile, device=device, verbose=verbose)
+    viz.use_style()
+    return prof
 
 
 def _in_myst_build() -> bool:
@@ -276,7 +302,7 @@ def new_chapter(name: str, title: str, *, root: str | os.PathLike = ".") -> Path
         new_markdown_cell(":::{admonition} Learning objectives\n:class: tip\nAfter this chapter you can\n- ...\n:::"),
         new_markdown_cell(":::{admonition} Prerequisites, time and compute\n:class: note\n- ...\n:::"),
         new_code_cell(install_cell_source(root / "_config.yml"), metadata={"tags": [INSTALL_TAG]}),
-        new_code_cell(f"from mu_lib import runtime\n\nprof = runtime.setup(chapter={name!r}, seed=0)"),
+        new_code_cell(f"from mu_lib import book\n\nprof = book.setup(chapter={name!r}, seed=0)"),
     ]
     nbformat.write(nb, path)
     return path

@@ -37,6 +37,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from mu_lib._validate import index_array
+
 __all__ = [
     "Dataset",
     "DatasetUnavailableError",
@@ -252,22 +254,6 @@ def load_dataset(name: str, *, download: bool = True) -> Dataset:
     return _CACHE[name]
 
 
-def _as_index_array(name: str, idx: np.ndarray | list[int] | torch.Tensor, n: int) -> np.ndarray:
-    arr = idx.detach().cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} indices must be one-dimensional, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} indices must be integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    bad = arr[(arr < 0) | (arr >= n)]
-    if bad.size:
-        raise ValueError(f"{name} indices out of range [0, {n}): {bad[:5].tolist()}")
-    uniq, counts = np.unique(arr, return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"{name} indices contain duplicates: {uniq[counts > 1][:5].tolist()}")
-    return arr
-
-
 def check_disjoint(**index_sets: np.ndarray) -> None:
     """Raise ``ValueError`` if any two of the named index sets share an index.
 
@@ -402,7 +388,7 @@ class Splits:
     def __post_init__(self) -> None:
         n = len(self.data)
         for name in ("retain", "forget", "val", "test"):
-            object.__setattr__(self, name, _as_index_array(name, getattr(self, name), n))
+            object.__setattr__(self, name, index_array(getattr(self, name), name=f"{name} indices", n=n))
         if self.forget.size == 0:
             raise ValueError("the forget set is empty: there is nothing to unlearn")
         if self.retain.size == 0:
@@ -452,7 +438,7 @@ class Splits:
         return TensorLoader(x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, augment=aug,
                             generator=torch.Generator().manual_seed(int(seed)), device=device)
 
-    def replace(self, *, description: str | None = None, **parts: np.ndarray) -> "Splits":
+    def replace(self, *, description: str | None = None, **parts: np.ndarray) -> Splits:
         """A copy with some index sets replaced (validated again).
 
         Example:
@@ -598,7 +584,7 @@ def mislabel(data: Dataset, indices: np.ndarray, *, seed: int = 0) -> Dataset:
         >>> bool((noisy.y[:3] != ds.y[:3]).all()), bool(torch.equal(noisy.y[3:], ds.y[3:]))
         (True, True)
     """
-    idx = _as_index_array("indices", indices, len(data))
+    idx = index_array(indices, name="indices", n=len(data))
     if idx.size == 0:
         raise ValueError("indices is empty: nothing to mislabel")
     rng = np.random.default_rng(seed)

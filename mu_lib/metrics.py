@@ -4,7 +4,12 @@
 * forgetting: forget accuracy (to be compared with a retrained model's, not driven to 0) and the
   starting kit's membership attack on forget vs test (:func:`mu_lib.mia.simple_mia`), with its
   indiscernibility ``1 - |2 MIA - 1|``;
-* cost: wall time, and its ratio to the time of retraining from scratch.
+* cost: example passes (:mod:`mu_lib.cost`, the same on every machine) and wall time, each as a
+  ratio to retraining from scratch.
+
+Tuning a method (Deep Unlearn's protocol, Cadet et al. 2024) needs two more things, also here:
+:func:`deep_unlearn_objective`, the score of a trial from retain, forget and validation data, and
+:func:`mean_report`, the average of the reports of several seeds.
 
 Example:
     >>> from mu_lib import data, train, unlearn
@@ -21,13 +26,14 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from mu_lib import mia, runtime, train
+from mu_lib import mia, train
 from mu_lib.data import Splits
 
-__all__ = ["UnlearningReport", "evaluate_unlearning", "compare_methods"]
+__all__ = ["UnlearningReport", "evaluate_unlearning", "deep_unlearn_objective", "mean_report"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class UnlearningReport:
         indiscernibility: ``1 - |2 mia - 1|`` (1 = indistinguishable).
         seconds: wall time of the unlearning run (``None`` if not timed).
         cost_ratio: ``seconds`` divided by the retraining time (``None`` if either is unknown).
+        passes: cost of the unlearning run in example passes (``None`` if not counted).
+        pass_ratio: ``passes`` divided by retraining's (``None`` if either is unknown): the
+            machine-independent cost that the book's verdicts use.
     """
 
     method: str
@@ -55,13 +64,16 @@ class UnlearningReport:
     indiscernibility: float
     seconds: float | None = None
     cost_ratio: float | None = None
+    passes: float | None = None
+    pass_ratio: float | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 def evaluate_unlearning(model: nn.Module, splits: Splits, *, method: str = "", seconds: float | None = None,
-                        retrain_seconds: float | None = None, device: str | torch.device | None = None,
+                        retrain_seconds: float | None = None, passes: float | None = None,
+                        retrain_passes: float | None = None, device: str | torch.device | None = None,
                         seed: int = 0) -> UnlearningReport:
     """Evaluate ``model`` on every part of ``splits``, attack it, and record its cost.
 
@@ -71,6 +83,9 @@ def evaluate_unlearning(model: nn.Module, splits: Splits, *, method: str = "", s
         method: a label for the report.
         seconds: wall time of the unlearning run.
         retrain_seconds: wall time of retraining, for :attr:`UnlearningReport.cost_ratio`.
+        passes: cost of the unlearning run in example passes (e.g. ``method.last_passes``).
+        retrain_passes: passes of retraining (:func:`mu_lib.cost.training_passes`), for
+            :attr:`UnlearningReport.pass_ratio`.
         device: where to evaluate.
         seed: seed of the attack's subsampling.
 
@@ -81,39 +96,78 @@ def evaluate_unlearning(model: nn.Module, splits: Splits, *, method: str = "", s
     val_acc = train.evaluate(model, *splits.xy("val"), device=device).accuracy if len(splits.val) else float("nan")
     attack = mia.simple_mia(ev["forget"].losses, ev["test"].losses, seed=seed)
     ratio = seconds / retrain_seconds if seconds is not None and retrain_seconds else None
+    pass_ratio = passes / retrain_passes if passes is not None and retrain_passes else None
     return UnlearningReport(method=method, retain_acc=ev["retain"].accuracy, forget_acc=ev["forget"].accuracy,
                             val_acc=val_acc, test_acc=ev["test"].accuracy, mia=attack,
                             indiscernibility=float(mia.indiscernibility(attack)), seconds=seconds,
-                            cost_ratio=ratio)
+                            cost_ratio=ratio, passes=passes, pass_ratio=pass_ratio)
 
 
-def compare_methods(model: nn.Module, splits: Splits, methods: Sequence[str] | Mapping[str, object], *,
-                    retrain_seconds: float | None = None, device: str | torch.device | None = None,
-                    seed: int = 0, epoch_budget: float | None = None) -> list[UnlearningReport]:
-    """Run several unlearning methods from the same original model and evaluate each.
+def deep_unlearn_objective(model: nn.Module, splits: Splits, *, reference: Mapping[str, float],
+                           device: str | torch.device | None = None, seed: int = 0) -> float:
+    """Deep Unlearn's score of a tuning trial (lower is better), from retain, forget and validation data.
+
+    The Euclidean norm of four terms: the absolute retain, forget and validation accuracy gaps to
+    the reference (each divided by 3), and ``1 - indiscernibility`` of the starting kit's attack
+    on forget versus *validation* losses (:func:`mu_lib.mia.simple_mia`). The test set plays no
+    part (Cadet et al. 2024).
 
     Args:
-        model: the original model (never modified).
-        splits: the data.
-        methods: method names (configured with the reference defaults and ``epoch_budget``), or a
-            mapping from label to a configured :class:`mu_lib.unlearn.Method`.
-        retrain_seconds: wall time of retraining, for the cost ratios.
-        device: where to run.
-        seed: seed of every run.
-        epoch_budget: passed to :func:`mu_lib.unlearn.get` for methods given by name.
+        model: the unlearned model of the trial.
+        splits: the data (its validation split must not be empty).
+        reference: accuracies to match, as fractions: ``{"retain": ..., "forget": ..., "val": ...}``
+            (a retrained model's, in Deep Unlearn).
+        device: where to evaluate.
+        seed: seed of the attack's subsampling.
 
     Returns:
-        One :class:`UnlearningReport` per method, in order.
-    """
-    from mu_lib import unlearn
+        The objective, >= 0.
 
-    if isinstance(methods, Mapping):
-        configured = dict(methods)
-    else:
-        configured = {name: unlearn.get(name, epoch_budget=epoch_budget) for name in methods}
-    reports = []
-    for label, method in runtime.progress(configured.items(), desc="methods", total=len(configured)):
-        out = method(model, splits, device=device, seed=seed)
-        reports.append(evaluate_unlearning(out, splits, method=label, seconds=method.last_seconds,
-                                           retrain_seconds=retrain_seconds, device=device, seed=seed))
-    return reports
+    Example:
+        >>> from mu_lib import data, train
+        >>> s = data.make_splits("digits", val_size=100, test_size=300, seed=0)
+        >>> net = train.train_on(s, model="logreg", recipe=train.Recipe(epochs=2, batch_size=64, lr=0.1))
+        >>> ref = {p: train.evaluate(net, *s.xy(p)).accuracy for p in ("retain", "forget", "val")}
+        >>> 0.0 <= deep_unlearn_objective(net, s, reference=ref) <= 1.0  # only the attack term is left
+        True
+    """
+    missing = sorted({"retain", "forget", "val"} - set(reference))
+    if missing:
+        raise ValueError(f"reference needs accuracies for {missing}; got {sorted(reference)}")
+    if len(splits.val) == 0:
+        raise ValueError("the objective compares with validation data, but the validation split is empty")
+    ev = {p: train.evaluate(model, *splits.xy(p), device=device) for p in ("retain", "forget", "val")}
+    terms = [abs(ev[p].accuracy - float(reference[p])) / 3 for p in ("retain", "forget", "val")]
+    terms.append(1 - mia.indiscernibility(mia.simple_mia(ev["forget"].losses, ev["val"].losses, seed=seed)))
+    return float(np.linalg.norm(terms))
+
+
+_MEAN_FIELDS = ("retain_acc", "forget_acc", "val_acc", "test_acc", "mia", "indiscernibility")
+
+
+def mean_report(reports: Sequence[UnlearningReport], *, method: str | None = None) -> UnlearningReport:
+    """The average of several reports of one method (e.g. over seeds), field by field.
+
+    Accuracies, attack accuracy and indiscernibility are averaged; the costs (``seconds``,
+    ``cost_ratio``, ``passes``, ``pass_ratio``) too when every report has them (else ``None``).
+
+    Args:
+        reports: the reports to average (at least one).
+        method: the label of the average (default: the first report's).
+
+    Example:
+        >>> a = UnlearningReport("m", 1.0, 0.5, 0.8, 0.9, 0.5, 1.0, seconds=2.0, cost_ratio=0.2)
+        >>> b = dataclasses.replace(a, forget_acc=0.7, seconds=4.0, cost_ratio=0.4)
+        >>> r = mean_report([a, b])
+        >>> round(r.forget_acc, 3), r.seconds, round(r.cost_ratio, 3)
+        (0.6, 3.0, 0.3)
+    """
+    reports = list(reports)
+    if not reports:
+        raise ValueError("no reports to average")
+    mean = {k: float(np.mean([getattr(r, k) for r in reports])) for k in _MEAN_FIELDS}
+    timed = {}
+    for k in ("seconds", "cost_ratio", "passes", "pass_ratio"):
+        values = [getattr(r, k) for r in reports]
+        timed[k] = float(np.mean(values)) if all(v is not None for v in values) else None
+    return UnlearningReport(method=reports[0].method if method is None else method, **mean, **timed)

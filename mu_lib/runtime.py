@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import random
 import sys
@@ -37,6 +38,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "SCHEDULES",
+    "Recipe",
+    "check_hparams",
     "PROFILES",
     "Profile",
     "get_profile",
@@ -53,6 +57,67 @@ __all__ = [
 T = TypeVar("T")
 
 PROFILE_NAMES = ("smoke", "cpu", "gpu", "full")
+
+
+SCHEDULES = ("constant", "cosine", "linear", "onecycle")
+"""Learning-rate schedules of :func:`mu_lib.train.fit` (see :func:`mu_lib.train.lr_at`)."""
+
+
+def check_hparams(*, epochs: int, batch_size: int, lr: float, momentum: float, weight_decay: float,
+                  schedule: str) -> None:
+    """Validate the hyperparameters of a training run, naming the offending value.
+
+    Example:
+        >>> check_hparams(epochs=1, batch_size=0, lr=0.1, momentum=0.9, weight_decay=0.0, schedule="cosine")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch_size must be >= 1, got 0
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a positive finite number, got {lr}")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; valid schedules are {list(SCHEDULES)}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is trained from scratch: the recipe of the original model and of retraining.
+
+    It lives beside the profiles, which define one per scale; :mod:`mu_lib.train` re-exports it.
+
+    Attributes:
+        epochs: passes over the training data.
+        batch_size: examples per step.
+        lr: peak learning rate.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty.
+        schedule: one of :data:`SCHEDULES`.
+        augment: use the dataset's training augmentation (random crops and flips on CIFAR-10).
+
+    Example:
+        >>> Recipe(epochs=3, batch_size=64, lr=0.05).schedule
+        'cosine'
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    augment: bool = False
+
+    def __post_init__(self) -> None:
+        check_hparams(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+                      weight_decay=self.weight_decay, schedule=self.schedule)
 
 
 @dataclass(frozen=True)
@@ -124,10 +189,8 @@ class Profile:
         raise ValueError(f"no value given for profile {self.name!r}; got values for {sorted(values)}")
 
     @property
-    def recipe(self):
-        """The :class:`mu_lib.train.Recipe` of the original model (and of retraining) in this profile."""
-        from mu_lib.train import Recipe
-
+    def recipe(self) -> Recipe:
+        """The :class:`Recipe` of the original model (and of retraining) in this profile."""
         return Recipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=0.9,
                       weight_decay=self.weight_decay, schedule="cosine", augment=self.augment)
 
@@ -249,7 +312,9 @@ def seed_everything(seed: int) -> None:
 
 def setup(*, chapter: str, seed: int = 0, profile: str | None = None, device: str | None = None,
           verbose: bool = True) -> Profile:
-    """Prepare a chapter or script: choose the profile and device, seed everything, print a banner.
+    """Prepare a script: choose the profile and device, seed everything, print a banner.
+
+    Chapters call :func:`mu_lib.book.setup`, which also applies the book's plotting style.
 
     Args:
         chapter: a short name of the chapter or script, printed in the banner.
@@ -266,12 +331,11 @@ def setup(*, chapter: str, seed: int = 0, profile: str | None = None, device: st
         >>> prof.name, prof.device, prof.seed
         ('smoke', 'cpu', 0)
     """
-    from mu_lib import __version__, viz
+    from mu_lib import __version__
 
     prof = get_profile(profile)
     dev = resolve_device(device)
     seed_everything(seed)
-    viz.use_style()
     prof = dataclasses.replace(prof, device=dev.type, seed=int(seed))
     if verbose:
         print(f"mu_lib {__version__} | chapter {chapter} | profile {prof.name} | device {dev.type} | "

@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mu_lib import runtime
+from mu_lib import cost, runtime
 from mu_lib.data import Splits, TensorLoader
 from mu_lib.models import has_batchnorm, make_model
+from mu_lib.runtime import SCHEDULES, Recipe
 
 __all__ = ["Evaluation", "Recipe", "SCHEDULES", "lr_at", "fit", "fit_many", "train_on", "evaluate", "predict_logits",
            "check_xy"]
 
-SCHEDULES = ("constant", "cosine", "linear", "onecycle")
 
 
 def lr_at(step: int, total: int, *, lr: float, schedule: str) -> float:
@@ -85,22 +85,6 @@ def check_xy(x: torch.Tensor, y: torch.Tensor, *, num_classes: int | None = None
         raise ValueError("x contains NaN or inf")
     if num_classes is not None and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(f"labels must be in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]")
-
-
-def _validate_hparams(epochs: int, batch_size: int, lr: float, momentum: float, weight_decay: float,
-                      schedule: str) -> None:
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not lr > 0 or not math.isfinite(lr):
-        raise ValueError(f"lr must be a positive finite number, got {lr}")
-    if not 0 <= momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; valid schedules are {list(SCHEDULES)}")
 
 
 def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
@@ -154,7 +138,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
         True
     """
     check_xy(x, y)
-    _validate_hparams(epochs, batch_size, lr, momentum, weight_decay, schedule)
+    runtime.check_hparams(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          schedule=schedule)
     dev = runtime.resolve_device(device)
     amp_dtype = _amp_dtype(dev, amp)
     channels_last = dev.type == "cuda" and x.ndim == 4
@@ -197,36 +182,6 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
             bar.set_postfix(loss=f"{mean_loss:.3f}")
     model.eval()
     return model
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a model is trained from scratch: the recipe of the original model and of retraining.
-
-    Attributes:
-        epochs: passes over the training data.
-        batch_size: examples per step.
-        lr: peak learning rate.
-        momentum: SGD momentum.
-        weight_decay: L2 penalty.
-        schedule: one of :data:`SCHEDULES`.
-        augment: use the dataset's training augmentation (random crops and flips on CIFAR-10).
-
-    Example:
-        >>> Recipe(epochs=3, batch_size=64, lr=0.05).schedule
-        'cosine'
-    """
-
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    augment: bool = False
-
-    def __post_init__(self) -> None:
-        _validate_hparams(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.schedule)
 
 
 def train_on(splits: Splits, part: str = "train", *, model: str | nn.Module, recipe: Recipe, seed: int = 0,
@@ -376,7 +331,8 @@ def fit_many(factory: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tens
         True
     """
     check_xy(x, y)
-    _validate_hparams(epochs, batch_size, lr, momentum, weight_decay, schedule)
+    runtime.check_hparams(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                          schedule=schedule)
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds is empty: nothing to train")
@@ -441,6 +397,7 @@ def _fit_chunk(nets: list[nn.Module], x: torch.Tensor, y: torch.Tensor, idx: tor
             rows = order[:, b * batch_size:(b + 1) * batch_size]
             xb, yb = x[rows], y[rows]
             grads = grad_all(params, buffers, xb, yb)
+            cost.record(rows.numel(), backward=True)  # vmap hides the per-model passes from the hooks
             step_lr = lr_at(step, total, lr=lr, schedule=schedule)
             # The update mirrors torch.optim.SGD (dampening 0, no Nesterov) op for op.
             new_bufs = {}

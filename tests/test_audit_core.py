@@ -15,7 +15,6 @@ from scipy import stats
 
 from mu_lib.audit import clopper_pearson, eps_from_rates, epsilon_lower_bound
 
-
 # ---------------------------------------------------------------------------- eps_from_rates
 
 def _kairouz(fpr: float, fnr: float, delta: float) -> float:

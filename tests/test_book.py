@@ -4,8 +4,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from mu_lib import book
 
 

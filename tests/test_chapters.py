@@ -3,9 +3,9 @@
 import re
 
 import pytest
-
 from conftest import REPO
 from test_book import chapters
+
 from mu_lib import book
 
 GLUE_ROLE = re.compile(r"\{glue:(text|md)\}`([\w-]+)")

@@ -66,8 +66,8 @@ class _Counter:
 
     def __init__(self, monkeypatch):
         self.names: list[str] = []
-        orig_unlearn, orig_chunk, orig_timing = (competition._unit_unlearn, competition._unit_retrain_chunk,
-                                                 competition._unit_timing)
+        orig_unlearn, orig_chunk, orig_timing = (competition.units._unit_unlearn, competition.units._unit_retrain_chunk,
+                                                 competition.units._unit_timing)
 
         def unlearn_unit(ctx, method, seed):
             self.names.append(f"{method.name} seed {seed}")
@@ -81,9 +81,9 @@ class _Counter:
             self.names.append("timing")
             return orig_timing(ctx, seed)
 
-        monkeypatch.setattr(competition, "_unit_unlearn", unlearn_unit)
-        monkeypatch.setattr(competition, "_unit_retrain_chunk", chunk_unit)
-        monkeypatch.setattr(competition, "_unit_timing", timing_unit)
+        monkeypatch.setattr(competition.units, "_unit_unlearn", unlearn_unit)
+        monkeypatch.setattr(competition.units, "_unit_retrain_chunk", chunk_unit)
+        monkeypatch.setattr(competition.units, "_unit_timing", timing_unit)
 
 
 class _Interrupt(Exception):
@@ -170,12 +170,12 @@ def test_atomic_writes_leave_no_partial_files(splits, tmp_path, monkeypatch):
         fh.write(b"half of the next block")
         raise OSError("disk full")
 
-    monkeypatch.setattr(competition.np, "savez", savez_then_crash)
+    monkeypatch.setattr(np, "savez", savez_then_crash)
     with pytest.raises(OSError, match="disk full"):
         comp.run()
     assert not list(tmp_path.rglob("*.npz"))  # the result never appeared under its final name
     assert not list(tmp_path.rglob("*.tmp"))  # and its temporary file was removed
-    monkeypatch.setattr(competition.np, "savez", real_savez)
+    monkeypatch.setattr(np, "savez", real_savez)
     assert comp.run() == 1 + 4 * N
     # A temporary file left by a killed process is ignored.
     (tmp_path / "retrain" / ".00000.npz.abc.tmp").write_bytes(b"junk")
@@ -186,7 +186,7 @@ def test_report_matches_the_audit_functions(splits, reference):
     run_dir, rep = reference
     s = len(splits.forget)
     assert rep.num_models == N and rep.retrained_confs.shape == (N, s)
-    for label, m in rep.methods.items():
+    for _label, m in rep.methods.items():
         assert m.confs.shape == (N, s)
         eps = audit.per_example_epsilons(m.confs, rep.retrained_confs)
         np.testing.assert_array_equal(m.epsilons, eps)
@@ -326,4 +326,5 @@ def test_early_stop_skips_the_rest_of_a_far_too_slow_method(splits, reference, t
     # Without early stopping the remaining runs are made, and the method is scored in full.
     assert comp.run() == 2 * (N - k)
     full = comp.report()
-    assert not full["finetune"].stopped_early and full["finetune"].forget_quality == reference[1]["finetune"].forget_quality
+    assert not full["finetune"].stopped_early
+    assert full["finetune"].forget_quality == reference[1]["finetune"].forget_quality

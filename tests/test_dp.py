@@ -75,7 +75,8 @@ def test_per_sample_grads_of_an_empty_batch_are_empty():
 def test_clipped_norms_are_at_most_c():
     g = torch.Generator().manual_seed(1)
     scales = torch.logspace(-3, 3, 50)[:, None]
-    grads = {"a": torch.randn(50, 7, generator=g) * scales, "b": torch.randn(50, 3, 2, generator=g) * scales[:, :, None]}
+    grads = {"a": torch.randn(50, 7, generator=g) * scales,
+             "b": torch.randn(50, 3, 2, generator=g) * scales[:, :, None]}
     for c in (1e-3, 0.5, 1.0, 40.0):
         norms = dp.per_sample_norms(dp.clip_grads(grads, max_grad_norm=c))
         assert (norms <= c * (1 + 1e-6)).all()

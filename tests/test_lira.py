@@ -12,7 +12,6 @@ from scipy.stats import norm
 
 from mu_lib import audit, mia, models, train
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from mu_lib import data, models, train, unlearn
-from mu_lib.unlearn import _loops
 from mu_lib.unlearn.dampen import dampen, fisher_variances, importances, retain_fisher
 from mu_lib.unlearn.distill import kd_loss, rewind_target, scrub_checkpoints
-from mu_lib.unlearn.partial import reinit_blocks, trainable_blocks
+from mu_lib.unlearn.partial import blocks, reinit_blocks, trainable_blocks
 from mu_lib.unlearn.relabel import RandomLabelEpochs, boundary_labels, fgsm, saliency_mask
 from mu_lib.unlearn.sparse import l1_weight
 
@@ -158,7 +157,7 @@ def _fgsm_one_by_one(model, x, y, eps, mean, std):
 
 def test_boundary_labels_are_the_frozen_models_predictions_on_fgsm_examples(setup):
     s, net = setup
-    frozen = _loops.frozen_copy(net)
+    frozen = copy.deepcopy(net).eval()
     x, y = s.xy("forget")
     ds = s.data
     adv = fgsm(frozen, x, y, eps=0.1, mean=ds.mean, std=ds.std)
@@ -354,7 +353,7 @@ def test_l1_sparse_matches_a_loop_with_the_decaying_penalty(setup):
     ref = copy.deepcopy(net).train()
     opt = torch.optim.SGD(ref.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
     loader = s.loader("retain", batch_size=64, shuffle=True, seed=0)
-    for epoch, gamma in enumerate([1e-3, 0.5e-3, 0.0]):
+    for _epoch, gamma in enumerate([1e-3, 0.5e-3, 0.0]):
         for x, y in loader:
             l1 = sum(p.abs().sum() for p in ref.parameters())
             opt.zero_grad()
@@ -381,10 +380,10 @@ def tiny_resnet():
 
 def test_blocks_of_the_books_models():
     cnn = models.make_model("small_cnn", num_classes=10, in_channels=1, image_size=8)
-    assert _loops.blocks(cnn) == [("conv1",), ("conv2",), ("fc1",), ("fc",)]
+    assert blocks(cnn) == [("conv1",), ("conv2",), ("fc1",), ("fc",)]
     assert trainable_blocks(cnn, k=2) == [("conv2",), ("fc1",), ("fc",)]
     res = models.make_model("resnet18", num_classes=4, in_channels=3, image_size=8)
-    assert _loops.blocks(res)[0] == ("conv1", "bn1") and _loops.blocks(res)[-1] == ("fc",)
+    assert blocks(res)[0] == ("conv1", "bn1") and blocks(res)[-1] == ("fc",)
     with pytest.raises(ValueError, match=r"k must be in \[0, 3\]"):
         trainable_blocks(cnn, k=4)
 

@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from mu_lib import data, models, train, unlearn
 from mu_lib.data import Dataset, Splits
 from mu_lib.unlearn import winners as w
-from mu_lib.unlearn import winners_1to4 as w14
-from mu_lib.unlearn import winners_5to8 as w58
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +53,8 @@ def test_layer_vocabulary_on_small_cnn_and_resnet18():
     res = models.make_model("resnet18", num_classes=10, in_channels=3, image_size=32, seed=0)
     assert w.first_conv(cnn)[0] == "conv1" and w.first_conv(res)[0] == "conv1"
     assert w.classifier(cnn)[0] == "fc" and w.classifier(res)[0] == "fc"
-    assert [n for n, _ in w58.reinit_candidates(cnn)] == ["conv1", "conv2", "fc1"]
-    names = [n for n, _ in w58.reinit_candidates(res)]
+    assert [n for n, _ in w.reinit_candidates(cnn)] == ["conv1", "conv2", "fc1"]
+    names = [n for n, _ in w.reinit_candidates(res)]
     assert len(names) == 17 and not any("downsample" in n or n == "fc" for n in names)
     assert sum(w.is_projection_shortcut(m) for m in res.modules()) == 3
 
@@ -74,20 +72,20 @@ def test_ct_transposes_every_kernel_then_finetunes_from_it(setup):
         only, s, device="cpu", seed=1)
     assert all(torch.equal(p, q) for p, q in zip(ct.parameters(), ref.parameters()))
     with pytest.raises(ValueError, match="non-square"):
-        w58.transpose_conv_kernels_(torch.nn.Sequential(torch.nn.Conv2d(1, 1, (1, 3))))
+        w.transpose_conv_kernels_(torch.nn.Sequential(torch.nn.Conv2d(1, 1, (1, 3))))
 
 
 def test_msg_reinitialises_exactly_the_smallest_gradients(setup):
     s, net = setup
-    grads = w14.msg_gradients(copy.deepcopy(net), *s.xy("retain"), *s.xy("forget"), batch_size=64,
+    grads = w.msg_gradients(copy.deepcopy(net), *s.xy("retain"), *s.xy("forget"), batch_size=64,
                             generator=torch.Generator().manual_seed(5))
     assert set(grads) == {"conv1.weight", "conv2.weight"}
-    masks = w14.small_gradient_masks(grads, fraction=0.3)
+    masks = w.small_gradient_masks(grads, fraction=0.3)
     for name, g in grads.items():
         m = masks[name]
         assert int(m.sum()) == round(0.3 * g.numel())
         assert g.abs()[m].max() <= g.abs()[~m].min()  # a sort-free check of "smallest"
-    glob = w14.small_gradient_masks(grads, fraction=0.3, selection="global")
+    glob = w.small_gradient_masks(grads, fraction=0.3, selection="global")
     flat = torch.cat([g.abs().flatten() for g in grads.values()])
     chosen = torch.cat([glob[n].flatten() for n in grads])
     assert int(chosen.sum()) == round(0.3 * flat.numel()) and flat[chosen].max() <= flat[~chosen].min()
@@ -108,10 +106,10 @@ def test_msg_fine_tunes_kept_weights_ten_times_slower(setup, weight_decay):
     kw = dict(lr=0.01, momentum=0.0, weight_decay=weight_decay)
     out = unlearn.get("msg", epochs=1, **kw)(net, s, device="cpu", seed=2)
     ref = unlearn.get("msg", epochs=0)(net, s, device="cpu", seed=2).train()
-    grads = w14.msg_gradients(copy.deepcopy(net), *s.xy("retain"), *s.xy("forget"), batch_size=64,
+    grads = w.msg_gradients(copy.deepcopy(net), *s.xy("retain"), *s.xy("forget"), batch_size=64,
                             generator=torch.Generator().manual_seed(2))
-    scale = {n: torch.where(m, 1.0, 0.1) for n, m in w14.small_gradient_masks(grads, fraction=0.3).items()}
-    lr = kw["lr"] * w14.msg_lr_factor(0, 1)
+    scale = {n: torch.where(m, 1.0, 0.1) for n, m in w.small_gradient_masks(grads, fraction=0.3).items()}
+    lr = kw["lr"] * w.msg_lr_factor(0, 1)
     for xb, yb in s.loader("retain", batch_size=64, shuffle=True, seed=2):
         ref.zero_grad()
         F.cross_entropy(ref(xb), yb).backward()
@@ -123,14 +121,14 @@ def test_msg_fine_tunes_kept_weights_ten_times_slower(setup, weight_decay):
 
 
 def test_msg_lr_schedule_warms_up_then_decays():
-    assert [round(w14.msg_lr_factor(e, 5), 6) for e in range(5)] == [round(v, 6) for v in (1 / 3, 2 / 3, 1, 2 / 3, 1 / 3)]
-    assert [w14.msg_lr_factor(e, 4) for e in range(4)] == [0.5, 1.0, 2 / 3, 1 / 3]
+    assert [round(w.msg_lr_factor(e, 5), 6) for e in range(5)] == [round(v, 6) for v in (1 / 3, 2 / 3, 1, 2 / 3, 1 / 3)]
+    assert [w.msg_lr_factor(e, 4) for e in range(4)] == [0.5, 1.0, 2 / 3, 1 / 3]
 
 
 def test_prmq_prunes_the_requested_fraction_globally(setup):
     _, net = setup
     pruned = copy.deepcopy(net)
-    masks = w14.prune_and_reinit_(pruned, amount=0.9, generator=torch.Generator().manual_seed(0))
+    masks = w.prune_and_reinit_(pruned, amount=0.9, generator=torch.Generator().manual_seed(0))
     old = dict(net.named_parameters())
     assert set(masks) == {n for n, _ in net.named_parameters()}
     total = sum(m.numel() for m in masks.values())
@@ -173,7 +171,7 @@ def test_kde_resets_conv1_and_fc_and_reads_val_never_forget(setup):
 def test_reinit_mse_resets_whole_layers_and_never_reads_forget(setup):
     s, net = setup
     cnn = copy.deepcopy(net)
-    names = w58.reinit_random_layers_(cnn, count=1, generator=torch.Generator().manual_seed(3))
+    names = w.reinit_random_layers_(cnn, count=1, generator=torch.Generator().manual_seed(3))
     assert len(names) == 1 and names[0] in {"conv1", "conv2", "fc1"}
     layer, old = cnn.get_submodule(names[0]), net.get_submodule(names[0])
     assert bool((layer.weight != old.weight).all()) and bool((layer.bias != old.bias).all())  # every entry
@@ -182,7 +180,7 @@ def test_reinit_mse_resets_whole_layers_and_never_reads_forget(setup):
     assert [n for n, c in _changed(cnn, net).items() if c] == [f"{names[0]}.weight", f"{names[0]}.bias"]
     res = models.make_model("resnet18", num_classes=4, in_channels=1, image_size=8, seed=0)
     before = copy.deepcopy(res)
-    drawn = w58.reinit_random_layers_(res, count=40, generator=torch.Generator().manual_seed(0))
+    drawn = w.reinit_random_layers_(res, count=40, generator=torch.Generator().manual_seed(0))
     touched = {n.rsplit(".", 1)[0] for n, c in _changed(res, before).items() if c}
     assert touched == set(drawn) and not any("downsample" in n or n == "fc" for n in touched)
     # the registry refuses it the forget set, and NaN forget images do not reach it
@@ -201,7 +199,7 @@ def test_reinit_mse_epoch_budget_scales_every_cycle():
 def test_rni_adds_noise_only_to_chosen_layers(setup):
     _, net = setup
     cnn = copy.deepcopy(net)
-    chosen, noised = w58.noise_round_(cnn, layers_per_epoch=3, noise_ratio=0.7, std=0.04,
+    chosen, noised = w.noise_round_(cnn, layers_per_epoch=3, noise_ratio=0.7, std=0.04,
                                       generator=torch.Generator().manual_seed(0))
     assert len(chosen) == 3 and len(noised) == 2 and set(noised) <= set(chosen)
     for name, layer in w.weight_layers(cnn):
@@ -212,7 +210,7 @@ def test_rni_adds_noise_only_to_chosen_layers(setup):
         else:
             assert torch.equal(diff, torch.zeros_like(diff))
     again = copy.deepcopy(net)
-    _, none = w58.noise_round_(again, layers_per_epoch=4, noise_ratio=1.0, std=0.04, exclude={"conv1", "conv2", "fc1",
+    _, none = w.noise_round_(again, layers_per_epoch=4, noise_ratio=1.0, std=0.04, exclude={"conv1", "conv2", "fc1",
                                                                                               "fc"},
                                generator=torch.Generator().manual_seed(0))
     assert none == [] and not any(_changed(again, net).values())
@@ -226,7 +224,7 @@ def test_rni_noise_epoch_changes_nothing_but_the_reset_and_the_noise(setup):
     ref = copy.deepcopy(net)
     gen = torch.Generator().manual_seed(4)
     w.reset_layer_(ref.fc, generator=gen)
-    _, noised = w58.noise_round_(ref, layers_per_epoch=2, noise_ratio=0.5, std=0.04, generator=gen)
+    _, noised = w.noise_round_(ref, layers_per_epoch=2, noise_ratio=0.5, std=0.04, generator=gen)
     assert len(noised) == 1
     assert all(torch.allclose(p, q, atol=1e-7) for p, q in zip(out.parameters(), ref.parameters()))
 
@@ -242,7 +240,8 @@ def test_fcs_stage1_minimises_kl_to_uniform(setup):
                     for i in range(3) for j in range(4)])
     assert float(w.contrastive_forget_loss(zf, zr, temperature=1.15)) == pytest.approx(loop, rel=1e-5)
     # stage 1 alone (momentum 0) is plain gradient descent on kl_to_uniform over the forget batches
-    out = unlearn.get("fcs", stage1_epochs=1, epochs=0, stage1_momentum=0.0, batch_size=16)(net, s, device="cpu", seed=0)
+    method = unlearn.get("fcs", stage1_epochs=1, epochs=0, stage1_momentum=0.0, batch_size=16)
+    out = method(net, s, device="cpu", seed=0)
     ref = copy.deepcopy(net).train()
     for xb, _ in s.loader("forget", batch_size=16, shuffle=True, seed=0):
         ref.zero_grad()
@@ -267,9 +266,9 @@ def test_cfw_perturbation_has_the_configured_std(setup):
     assert float(diff.std()) == pytest.approx(0.6, rel=0.15)
     assert {n for n, c in _changed(first, net).items() if c} == {"conv1.weight"}
     y = torch.tensor([0, 0, 1, 2, 2, 2])
-    assert w14.cfw_class_weights(y, 4, mode="writeup").tolist() == pytest.approx([1.0, 0.05, 0.05, 0.05])
+    assert w.cfw_class_weights(y, 4, mode="writeup").tolist() == pytest.approx([1.0, 0.05, 0.05, 0.05])
     from sklearn.utils.class_weight import compute_class_weight
-    assert w14.cfw_class_weights(y, 4, mode="balanced")[:3].tolist() == pytest.approx(
+    assert w.cfw_class_weights(y, 4, mode="balanced")[:3].tolist() == pytest.approx(
         compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=y.numpy()).tolist())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
@@ -40,35 +41,69 @@ def cycle(loader: Iterable) -> Iterator:
         yield from loader
 
 
-def ce_epochs(model: nn.Module, loader: Iterable, *, epochs: int, optimizer: torch.optim.Optimizer,
-              scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, per_step_scheduler: bool = False,
-              method: str, class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
-              before_step: Callable[[], None] | None = None, after_step: Callable[[], None] | None = None,
-              ) -> nn.Module:
-    """Minimise cross-entropy on ``loader`` for ``epochs`` epochs, in train mode.
+class Paired:
+    """One pass over ``first``, each batch paired with the next batch of ``second``; ``second``
+    restarts (reshuffled) whenever it runs out, and every pass starts it afresh.
+
+    Example:
+        >>> import torch
+        >>> from mu_lib.data import TensorLoader
+        >>> x = torch.arange(6.0).view(6, 1)
+        >>> pairs = Paired(TensorLoader(x[:4], x[:4, 0], batch_size=2), TensorLoader(x, x[:, 0], batch_size=4))
+        >>> [(tuple(a[1].tolist()), tuple(b[1].tolist())) for a, b in pairs]
+        [((0.0, 1.0), (0.0, 1.0, 2.0, 3.0)), ((2.0, 3.0), (4.0, 5.0))]
+    """
+
+    def __init__(self, first: Iterable, second: Iterable) -> None:
+        self.first, self.second = first, second
+
+    def __iter__(self) -> Iterator:
+        return zip(self.first, cycle(self.second))
+
+
+def run_epochs(model: nn.Module, loader: Iterable, *, epochs: int, optimizer: torch.optim.Optimizer,
+               loss_fn: Callable[..., torch.Tensor], method: str,
+               scheduler: torch.optim.lr_scheduler.LRScheduler | None = None, per_step_scheduler: bool = False,
+               before_epoch: Callable[[int], None] | None = None, after_epoch: Callable[[int], None] | None = None,
+               before_step: Callable[[], None] | None = None, after_step: Callable[[], None] | None = None,
+               max_steps: int | None = None, train_mode: bool = True) -> nn.Module:
+    """The one training loop of the methods: minimise ``loss_fn(*batch)`` over ``loader``, ``epochs`` times.
+
+    Every batch the loader yields (a tuple such as ``(x, y)``, or pairs of batches) is passed to
+    ``loss_fn`` unpacked. The losses are summed on the device and checked once per epoch, so a
+    step never waits for the device; a NaN or infinite sum raises ``FloatingPointError`` naming
+    the method and the epoch.
 
     Args:
         model: trained in place.
-        loader: batches ``(x, y)`` already on the model's device.
+        loader: re-iterable; one pass is one epoch.
         epochs: passes over ``loader``.
         optimizer: the optimiser.
+        loss_fn: ``loss_fn(*batch) -> scalar loss``.
+        method: name used in error messages and the progress bar.
         scheduler: stepped once per epoch (or per step with ``per_step_scheduler``).
         per_step_scheduler: step the scheduler after every optimiser step.
-        method: name used in error messages and the progress bar.
-        class_weights: optional weights of the cross-entropy.
-        label_smoothing: passed to the cross-entropy.
+        before_epoch: called with the 0-based epoch before it starts (after the mode is set).
+        after_epoch: called with the 0-based epoch after its scheduler step.
         before_step: called after ``backward()`` and before ``optimizer.step()`` (e.g. to mask
             gradients).
         after_step: called after ``optimizer.step()`` (e.g. to restore frozen weights).
+        max_steps: stop after this many optimiser steps in all (fractional epochs).
+        train_mode: put the model in train mode (``False``: eval mode, batch-norm frozen).
 
     Returns:
         ``model``.
     """
-    model.train()
+    step = 0
     for epoch in runtime.progress(range(epochs), desc=method, leave=False):
-        total = 0.0
-        for xb, yb in loader:
-            loss = F.cross_entropy(model(xb), yb, weight=class_weights, label_smoothing=label_smoothing)
+        if max_steps is not None and step >= max_steps:
+            break
+        model.train(train_mode)
+        if before_epoch is not None:
+            before_epoch(epoch)
+        total = None
+        for batch in loader:
+            loss = loss_fn(*batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if before_step is not None:
@@ -78,22 +113,40 @@ def ce_epochs(model: nn.Module, loader: Iterable, *, epochs: int, optimizer: tor
                 after_step()
             if scheduler is not None and per_step_scheduler:
                 scheduler.step()
-            total += float(loss.detach())
-        check_finite(torch.tensor(total), method=method, epoch=epoch)
+            total = loss.detach() if total is None else total + loss.detach()
+            step += 1
+            if max_steps is not None and step >= max_steps:
+                break
+        if total is not None:
+            check_finite(total, method=method, epoch=epoch)
         if scheduler is not None and not per_step_scheduler:
             scheduler.step()
+        if after_epoch is not None:
+            after_epoch(epoch)
     return model
 
 
-def check_config(cfg: object, *, positive: Iterable[str] = (), nonnegative: Iterable[str] = (),
-                 fraction: Iterable[str] = (), choices: Mapping[str, Iterable[object]] | None = None) -> None:
-    """Validate numeric hyperparameters of a config, naming the offending field and value.
+def ce_epochs(model: nn.Module, loader: Iterable, *, class_weights: torch.Tensor | None = None,
+              label_smoothing: float = 0.0, **kwargs) -> nn.Module:
+    """:func:`run_epochs` with the cross-entropy of ``(x, y)`` batches (optionally class-weighted)."""
+    return run_epochs(model, loader, loss_fn=lambda xb, yb: F.cross_entropy(
+        model(xb), yb, weight=class_weights, label_smoothing=label_smoothing), **kwargs)
+
+
+def check_config(cfg: object, *, integer: Iterable[str] = (), positive: Iterable[str] = (),
+                 nonnegative: Iterable[str] = (), fraction: Iterable[str] = (), below_one: Iterable[str] = (),
+                 choices: Mapping[str, Iterable[object]] | None = None) -> None:
+    """Validate hyperparameters of a config, naming the offending field and value.
+
+    Every numeric field must be a real number (not a bool or a string); the other checks follow.
 
     Args:
         cfg: the config instance.
+        integer: fields that must be integers (not floats, not bools).
         positive: fields that must be finite and > 0.
         nonnegative: fields that must be finite and >= 0.
         fraction: fields that must lie in [0, 1].
+        below_one: fields that must lie in [0, 1) (momentum).
         choices: fields mapped to the values they may take.
 
     Example:
@@ -107,6 +160,18 @@ def check_config(cfg: object, *, positive: Iterable[str] = (), nonnegative: Iter
         ValueError: Cfg.lr must be positive, got -1.0
     """
     name = type(cfg).__name__
+    for f in integer:
+        v = getattr(cfg, f)
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise ValueError(f"{name}.{f} must be an integer, got {v!r}")
+    for f in (*positive, *nonnegative, *fraction, *below_one):
+        v = getattr(cfg, f)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ValueError(f"{name}.{f} must be a number, got {v!r}")
+    for f in below_one:
+        v = getattr(cfg, f)
+        if not (math.isfinite(v) and 0 <= v < 1):
+            raise ValueError(f"{name}.{f} must be in [0, 1), got {v!r}")
     for f in positive:
         v = getattr(cfg, f)
         if not (math.isfinite(v) and v > 0):
@@ -133,45 +198,6 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     for p in frozen.parameters():
         p.requires_grad_(False)
     return frozen
-
-
-_NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
-
-
-def blocks(model: nn.Module) -> list[tuple[str, ...]]:
-    """The model's blocks: its top-level children that hold parameters, in order.
-
-    A top-level normalisation layer (batch, group or layer norm) joins the block before it, so
-    that a stem ``conv1`` + ``bn1`` counts as one block. The last block is the classifier.
-
-    * ``small_cnn``: ``(conv1,) (conv2,) (fc1,) (fc,)``;
-    * ``resnet18``: ``(conv1, bn1) (layer1,) (layer2,) (layer3,) (layer4,) (fc,)``.
-
-    Returns:
-        One tuple of child names per block.
-
-    Example:
-        >>> from mu_lib.models import make_model
-        >>> blocks(make_model("small_cnn", num_classes=10, in_channels=1, image_size=8))
-        [('conv1',), ('conv2',), ('fc1',), ('fc',)]
-    """
-    out: list[list[str]] = []
-    for name, child in model.named_children():
-        if not any(True for _ in child.parameters()):
-            continue
-        if isinstance(child, _NORM_LAYERS) and out:
-            out[-1].append(name)
-        else:
-            out.append([name])
-    if not out:
-        raise ValueError(f"{type(model).__name__} has no child module with parameters")
-    return [tuple(b) for b in out]
-
-
-def block_parameters(model: nn.Module, names: Iterable[str]) -> list[tuple[str, nn.Parameter]]:
-    """``(name, parameter)`` pairs of the top-level children called ``names`` (full dotted names)."""
-    wanted = tuple(names)
-    return [(n, p) for n, p in model.named_parameters() if n.split(".", 1)[0] in wanted]
 
 
 def step_decay(epoch: int, epochs: int, *, decay: float, milestones: tuple[float, ...] = (0.5, 0.8, 0.9)) -> float:

@@ -40,11 +40,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mu_lib import runtime
+from mu_lib import cost, runtime
 from mu_lib.data import PARTS, Splits, TensorLoader
+from mu_lib.unlearn._loops import check_config
 
 __all__ = [
     "UnlearnConfig",
+    "SGDConfig",
     "Method",
     "MethodInfo",
     "RestrictedSplits",
@@ -71,7 +73,7 @@ class UnlearnConfig:
         """Sum of the epoch-like fields (0 for methods that do not train)."""
         return float(sum(getattr(self, f) for f in self.epoch_fields if hasattr(self, f)))
 
-    def with_epoch_budget(self, budget: float) -> "UnlearnConfig":
+    def with_epoch_budget(self, budget: float) -> UnlearnConfig:
         """A copy whose epoch-like fields sum to at most about ``budget`` (each keeps at least 1).
 
         Example:
@@ -88,7 +90,7 @@ class UnlearnConfig:
             return self
         return self._scaled_epochs(budget / total)
 
-    def _scaled_epochs(self, scale: float) -> "UnlearnConfig":
+    def _scaled_epochs(self, scale: float) -> UnlearnConfig:
         """A copy with every epoch-like field multiplied by ``scale`` < 1 (integers floored, at least 1)."""
         changes: dict[str, Any] = {}
         for f in self.epoch_fields:
@@ -100,6 +102,36 @@ class UnlearnConfig:
             else:
                 changes[f] = max(min(v, 1.0), v * scale)
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SGDConfig(UnlearnConfig):
+    """Base of the configs of methods trained with one SGD optimiser: the five fields they share and
+    one set of checks (subclasses redeclare a field to change its reference default).
+
+    Attributes:
+        epochs: passes of the method's main loop (an integer >= 0).
+        lr: learning rate (> 0).
+        momentum: SGD momentum, in [0, 1).
+        weight_decay: L2 penalty (>= 0).
+        batch_size: examples per step (an integer >= 1).
+
+    Example:
+        >>> SGDConfig(lr=-1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: SGDConfig.lr must be positive, got -1.0
+    """
+
+    epochs: int = 10
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        check_config(self, integer=("epochs", "batch_size"), positive=("lr", "batch_size"),
+                     nonnegative=("epochs", "weight_decay"), below_one=("momentum",))
 
 
 class RestrictedSplits:
@@ -220,14 +252,17 @@ def register(name: str, *, config: type[UnlearnConfig], family: str, summary: st
 
 
 def available(family: str | None = None) -> list[str]:
-    """Registered method names, in registration order (optionally one family only)."""
-    _load_methods()
+    """Registered method names, in the book's order (optionally one family only).
+
+    :mod:`mu_lib.unlearn` imports its method modules explicitly in that order: the references
+    (retraining, the original model, fine-tuning), then the families, then the competition's
+    winners by rank. Methods registered later (your own) come after them.
+    """
     return [n for n, m in _REGISTRY.items() if family is None or m.family == family]
 
 
 def info(name: str) -> MethodInfo:
     """The :class:`MethodInfo` of ``name``."""
-    _load_methods()
     if name not in _REGISTRY:
         raise ValueError(f"unknown unlearning method {name!r}; available methods are {list(_REGISTRY)}")
     return _REGISTRY[name]
@@ -241,6 +276,9 @@ class Method:
         config: the hyperparameters (a frozen dataclass).
         info: the registry entry.
         last_seconds: wall time of the last call (the unlearning itself, not the copying).
+        last_passes: cost of the last call in example passes (:mod:`mu_lib.cost`), the
+            machine-independent unit: divide by :func:`mu_lib.cost.training_passes` of
+            retraining for the relative cost.
     """
 
     def __init__(self, info_: MethodInfo, config: UnlearnConfig) -> None:
@@ -248,6 +286,7 @@ class Method:
         self.name = info_.name
         self.config = config
         self.last_seconds: float | None = None
+        self.last_passes: int | None = None
 
     def __repr__(self) -> str:
         return f"Method({self.name!r}, {self.config})"
@@ -264,13 +303,16 @@ class Method:
         net = copy.deepcopy(model).to(dev)
         view = RestrictedSplits(splits, allowed=self.info.uses, owner=self.name)
         devices = [dev.index or 0] if dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), cost.count_passes() as passes:
             torch.manual_seed(int(seed))
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
             start = time.perf_counter()
             out = self.info.fn(net, view, self.config, device=dev, seed=int(seed))
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             self.last_seconds = time.perf_counter() - start
+        self.last_passes = passes.passes
         if not isinstance(out, nn.Module):
             raise TypeError(f"method {self.name!r} returned {type(out).__name__}, not an nn.Module")
         for pname, p in out.named_parameters():
@@ -307,22 +349,3 @@ def get(name: str, *, epoch_budget: float | None = None, **overrides: Any) -> Me
         cfg = cfg.with_epoch_budget(epoch_budget)
     cfg = dataclasses.replace(cfg, **overrides)
     return Method(entry, cfg)
-
-
-_LOADED = False
-
-
-def _load_methods() -> None:
-    """Import every module of :mod:`mu_lib.unlearn` once, so that their methods register."""
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    import importlib
-    import pkgutil
-
-    import mu_lib.unlearn as pkg
-
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in {"base"} and not mod.name.startswith("_"):
-            importlib.import_module(f"mu_lib.unlearn.{mod.name}")

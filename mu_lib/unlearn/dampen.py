@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mu_lib import cost
 from mu_lib.data import TensorLoader
-from mu_lib.unlearn import _loops
+from mu_lib.unlearn import _layers, _loops
 from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
 
 __all__ = ["SSDConfig", "FisherConfig", "importances", "dampen", "retain_fisher", "fisher_variances",
@@ -137,6 +138,7 @@ def retain_fisher(model: nn.Module, loader: TensorLoader) -> dict[str, torch.Ten
         b, k = probs.shape
         labels = torch.arange(k, device=xb.device).repeat(b)  # example i, class c at row i * k + c
         g = per_example(params, xb.repeat_interleave(k, dim=0), labels)
+        cost.record(b * k, backward=True)  # vmap hides these per-example passes from the hooks
         w = probs.reshape(-1)
         for n in fisher:
             fisher[n].add_(torch.tensordot(w, g[n].pow(2), dims=1))
@@ -152,7 +154,7 @@ def fisher_variances(model: nn.Module, fisher: dict[str, torch.Tensor], *, alpha
     """Golatkar's ``get_mean_var``: the mean and variance of the noise distribution per parameter.
 
     * ``var = alpha * min(1 / (F + 1e-8), 1e3)`` (``1e2`` for the classifier, the model's last
-      block in :func:`mu_lib.unlearn._loops.blocks`);
+      block in :func:`mu_lib.unlearn._layers.blocks`);
     * for tensors with more than one dimension, ``var`` is averaged over the input dimension;
     * ``var`` is multiplied by 10 for the classifier and for one-dimensional tensors (biases,
       batch-norm);
@@ -162,7 +164,7 @@ def fisher_variances(model: nn.Module, fisher: dict[str, torch.Tensor], *, alpha
     Returns:
         ``{parameter name: (mean, variance)}``.
     """
-    classifier = {n for n, _ in _loops.block_parameters(model, _loops.blocks(model)[-1])}
+    classifier = {n for n, _ in _layers.block_parameters(model, _layers.blocks(model)[-1])}
     out = {}
     for n, p in model.named_parameters():
         head = n in classifier

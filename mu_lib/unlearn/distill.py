@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mu_lib import runtime
 from mu_lib.data import TensorLoader
 from mu_lib.models import reinitialize
 from mu_lib.unlearn import _loops
@@ -122,33 +121,44 @@ def scrub_checkpoints(model: nn.Module, splits: RestrictedSplits, cfg: ScrubConf
     forget = splits.loader("forget", batch_size=cfg.forget_batch_size, shuffle=True, seed=seed + 1, device=device)
     xf, yf = splits.xy("forget", device=device)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    passes = _ScrubPasses(forget, retain, msteps=cfg.msteps)
     checkpoints = []
-    for epoch in runtime.progress(range(1, cfg.epochs + 1), desc="scrub", leave=False):
-        _loops.set_lr(opt, cfg.lr * _loops.step_decay(epoch, cfg.epochs, decay=cfg.lr_decay))
-        model.train()
-        total = torch.zeros((), device=device)
-        if epoch <= cfg.msteps:
-            for xb, _ in forget:
-                with torch.no_grad():
-                    target = teacher(xb)
-                loss = -kd_loss(model(xb), target, temperature=cfg.kd_T)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach()
-        for xb, yb in retain:
-            with torch.no_grad():
-                target = teacher(xb)
-            out = model(xb)
-            loss = cfg.gamma * F.cross_entropy(out, yb) + cfg.alpha * kd_loss(out, target, temperature=cfg.kd_T)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        _loops.check_finite(total, method="scrub", epoch=epoch - 1)
+
+    def start(epoch: int) -> None:  # 0-based; SCRUB counts epochs from 1
+        passes.epoch = epoch + 1
+        _loops.set_lr(opt, cfg.lr * _loops.step_decay(epoch + 1, cfg.epochs, decay=cfg.lr_decay))
+
+    def save(epoch: int) -> None:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        checkpoints.append(Checkpoint(epoch=epoch, forget_error=_error(model, xf, yf), state=state))
+        checkpoints.append(Checkpoint(epoch=epoch + 1, forget_error=_error(model, xf, yf), state=state))
+
+    def loss_fn(max_step: bool, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = teacher(xb)
+        out = model(xb)
+        if max_step:
+            return -kd_loss(out, target, temperature=cfg.kd_T)
+        return cfg.gamma * F.cross_entropy(out, yb) + cfg.alpha * kd_loss(out, target, temperature=cfg.kd_T)
+
+    _loops.run_epochs(model, passes, epochs=cfg.epochs, optimizer=opt, loss_fn=loss_fn, method="scrub",
+                      before_epoch=start, after_epoch=save)
     return checkpoints
+
+
+class _ScrubPasses:
+    """One SCRUB epoch: a max-step over the forget set (in the first ``msteps`` epochs), then a
+    min-step over the retain set; batches come tagged ``(is_max_step, x, y)``."""
+
+    def __init__(self, forget: TensorLoader, retain: TensorLoader, *, msteps: int) -> None:
+        self.forget, self.retain, self.msteps = forget, retain, msteps
+        self.epoch = 1
+
+    def __iter__(self):
+        if self.epoch <= self.msteps:
+            for xb, yb in self.forget:
+                yield True, xb, yb
+        for xb, yb in self.retain:
+            yield False, xb, yb
 
 
 def rewind_target(model: nn.Module, splits: RestrictedSplits, *, device) -> float | None:
@@ -229,17 +239,11 @@ def bad_teacher(model: nn.Module, splits: RestrictedSplits, cfg: BadTeacherConfi
                           device=device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     T = cfg.temperature
-    model.train()
-    for epoch in runtime.progress(range(cfg.epochs), desc="bad_teacher", leave=False):
-        total = torch.zeros((), device=device)
-        for xb, is_forget in loader:
-            with torch.no_grad():
-                forget_rows = is_forget.bool().unsqueeze(1)
-                target = torch.where(forget_rows, F.softmax(bad(xb) / T, dim=1), F.softmax(good(xb) / T, dim=1))
-            loss = F.kl_div(F.log_softmax(model(xb) / T, dim=1), target, reduction="batchmean")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        _loops.check_finite(total, method="bad_teacher", epoch=epoch)
-    return model
+
+    def loss_fn(xb: torch.Tensor, is_forget: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            forget_rows = is_forget.bool().unsqueeze(1)
+            target = torch.where(forget_rows, F.softmax(bad(xb) / T, dim=1), F.softmax(good(xb) / T, dim=1))
+        return F.kl_div(F.log_softmax(model(xb) / T, dim=1), target, reduction="batchmean")
+
+    return _loops.run_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, loss_fn=loss_fn, method="bad_teacher")

@@ -26,15 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mu_lib import runtime
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
 
 __all__ = ["GradientAscentConfig", "NegGradPlusConfig", "gradient_ascent", "neggrad_plus"]
 
 
 @dataclass(frozen=True)
-class GradientAscentConfig(UnlearnConfig):
+class GradientAscentConfig(SGDConfig):
     """Deep Unlearn's GA defaults: 10 epochs, SGD lr 0.01, momentum 0.9, wd 5e-4, batch 256.
 
     (Unlearn-Sparse's README uses lr 1e-4 for 5 epochs on CIFAR-10; the range is searched per
@@ -48,8 +47,7 @@ class GradientAscentConfig(UnlearnConfig):
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size"), nonnegative=("epochs", "weight_decay"),
-                            fraction=("momentum",))
+        super().__post_init__()
 
 
 @register("gradient_ascent", config=GradientAscentConfig, family="gradient ascent", uses=("forget",),
@@ -60,21 +58,12 @@ def gradient_ascent(model: nn.Module, splits: RestrictedSplits, cfg: GradientAsc
     """Minimise ``-CE`` on the forget set with SGD, in train mode (as Deep Unlearn)."""
     loader = splits.loader("forget", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    model.train()
-    for epoch in runtime.progress(range(cfg.epochs), desc="gradient_ascent", leave=False):
-        total = torch.zeros((), device=device)
-        for xb, yb in loader:
-            loss = -F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        _loops.check_finite(total, method="gradient_ascent", epoch=epoch)
-    return model
+    return _loops.run_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, method="gradient_ascent",
+                             loss_fn=lambda xb, yb: -F.cross_entropy(model(xb), yb))
 
 
 @dataclass(frozen=True)
-class NegGradPlusConfig(UnlearnConfig):
+class NegGradPlusConfig(SGDConfig):
     """Deep Unlearn's NG+ defaults (from SCRUB's notebooks): alpha 0.95, SGD lr 0.01, momentum 0.9,
     no weight decay, 10 epochs, batch 256, no schedule.
 
@@ -93,8 +82,8 @@ class NegGradPlusConfig(UnlearnConfig):
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size"),
-                            nonnegative=("epochs", "weight_decay", "proximal"), fraction=("alpha", "momentum"))
+        super().__post_init__()
+        _loops.check_config(self, nonnegative=("proximal",), fraction=("alpha",))
 
 
 @register("neggrad_plus", config=NegGradPlusConfig, family="gradient ascent", uses=("retain", "forget"),
@@ -114,19 +103,14 @@ def neggrad_plus(model: nn.Module, splits: RestrictedSplits, cfg: NegGradPlusCon
                                         device=device))
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     theta0 = [p.detach().clone() for p in model.parameters()] if cfg.proximal > 0 else None
-    model.eval()
-    for epoch in runtime.progress(range(cfg.epochs), desc="neggrad_plus", leave=False):
-        total = torch.zeros((), device=device)
-        for xr, yr in retain:
-            xf, yf = next(forget)
-            retain_loss = F.cross_entropy(model(xr), yr)
-            if theta0 is not None:
-                retain_loss = retain_loss + 0.5 * cfg.proximal * sum(
-                    (p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), theta0))
-            loss = cfg.alpha * retain_loss - (1.0 - cfg.alpha) * F.cross_entropy(model(xf), yf)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        _loops.check_finite(total, method="neggrad_plus", epoch=epoch)
-    return model
+
+    def loss_fn(xr: torch.Tensor, yr: torch.Tensor) -> torch.Tensor:
+        xf, yf = next(forget)
+        retain_loss = F.cross_entropy(model(xr), yr)
+        if theta0 is not None:
+            retain_loss = retain_loss + 0.5 * cfg.proximal * sum(
+                (p - p0).pow(2).sum() for p, p0 in zip(model.parameters(), theta0))
+        return cfg.alpha * retain_loss - (1.0 - cfg.alpha) * F.cross_entropy(model(xf), yf)
+
+    return _loops.run_epochs(model, retain, epochs=cfg.epochs, optimizer=opt, loss_fn=loss_fn, method="neggrad_plus",
+                             train_mode=False)

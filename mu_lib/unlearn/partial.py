@@ -9,7 +9,7 @@ classifier on the retain set:
   features carried no information about the forget set, this would be exact unlearning.
 
 A *block* is a top-level child module with parameters, a normalisation layer counting with the
-block before it (:func:`mu_lib.unlearn._loops.blocks`); the last block is the classifier. With
+block before it (:func:`mu_lib.unlearn._layers.blocks`); the last block is the classifier. With
 ``k = 1``: ``small_cnn`` trains ``fc1`` and ``fc``; ``resnet18`` trains ``layer4`` and ``fc`` (Deep
 Unlearn's choice of "the last residual stage and the classifier"). Frozen blocks are kept in eval
 mode, so their batch-norm statistics do not move either.
@@ -28,17 +28,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mu_lib import runtime
 from mu_lib.models import reinitialize
-from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn import _layers, _loops
+from mu_lib.unlearn._layers import blocks
+from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
 
-__all__ = ["PartialConfig", "trainable_blocks", "reinit_blocks", "cf_k", "eu_k"]
+__all__ = ["blocks", "PartialConfig", "trainable_blocks", "reinit_blocks", "cf_k", "eu_k"]
 
 
 def trainable_blocks(model: nn.Module, *, k: int) -> list[tuple[str, ...]]:
     """The last ``k`` blocks before the classifier, and the classifier."""
-    bl = _loops.blocks(model)
+    bl = blocks(model)
     if not 0 <= k < len(bl):
         raise ValueError(f"k must be in [0, {len(bl) - 1}] for {type(model).__name__}, whose blocks are {bl}; "
                          f"got {k}")
@@ -57,7 +57,7 @@ def reinit_blocks(model: nn.Module, *, k: int, seed: int) -> nn.Module:
 
 
 @dataclass(frozen=True)
-class PartialConfig(UnlearnConfig):
+class PartialConfig(SGDConfig):
     """Deep Unlearn's CF-k/EU-k defaults: ``k`` 1, SGD lr 0.01, 10 epochs, batch 256, the rate
     multiplied by 0.1 after 50 %, 80 % and 90 % of the epochs.
 
@@ -78,14 +78,14 @@ class PartialConfig(UnlearnConfig):
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size"),
-                            nonnegative=("k", "epochs", "weight_decay", "lr_decay"), fraction=("momentum",))
+        super().__post_init__()
+        _loops.check_config(self, nonnegative=("k", "lr_decay"))
 
 
 def _train_last_blocks(model: nn.Module, splits: RestrictedSplits, cfg: PartialConfig, *, device, seed: int,
                        augment: bool, method: str) -> nn.Module:
     train_names = {n for b in trainable_blocks(model, k=cfg.k) for n in b}
-    params = _loops.block_parameters(model, train_names)
+    params = _layers.block_parameters(model, train_names)
     for p in model.parameters():
         p.requires_grad_(False)
     for _, p in params:
@@ -93,22 +93,18 @@ def _train_last_blocks(model: nn.Module, splits: RestrictedSplits, cfg: PartialC
     loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, augment=augment,
                            device=device)
     opt = _loops.sgd([p for _, p in params], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    for epoch in runtime.progress(range(1, cfg.epochs + 1), desc=method, leave=False):
-        _loops.set_lr(opt, cfg.lr * _loops.step_decay(epoch, cfg.epochs, decay=cfg.lr_decay))
-        model.train()
+
+    def prepare(epoch: int) -> None:  # 0-based epoch; the step-decay rule counts from 1
+        _loops.set_lr(opt, cfg.lr * _loops.step_decay(epoch + 1, cfg.epochs, decay=cfg.lr_decay))
         for name, child in model.named_children():
             if name not in train_names:
                 child.eval()
-        total = torch.zeros((), device=device)
-        for xb, yb in loader:
-            loss = torch.nn.functional.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        _loops.check_finite(total, method=method, epoch=epoch - 1)
-    for p in model.parameters():
-        p.requires_grad_(True)
+
+    try:
+        _loops.ce_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, method=method, before_epoch=prepare)
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
     return model
 
 

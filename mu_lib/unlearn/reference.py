@@ -17,7 +17,7 @@ from torch import nn
 from mu_lib.models import reinitialize
 from mu_lib.train import SCHEDULES, fit
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, UnlearnConfig, register
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def original(model: nn.Module, splits: RestrictedSplits, cfg: OriginalConfig, *,
 
 
 @dataclass(frozen=True)
-class FinetuneConfig(UnlearnConfig):
+class FinetuneConfig(SGDConfig):
     """Deep Unlearn's FT defaults: 5 epochs, SGD lr 0.1, momentum 0.9, wd 5e-4, batch 256, cosine."""
 
     epochs: int = 5

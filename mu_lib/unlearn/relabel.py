@@ -30,10 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mu_lib import runtime
 from mu_lib.data import TensorLoader
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
 
 __all__ = ["RandomLabelsConfig", "SalUnConfig", "BoundaryShrinkConfig", "RandomLabelEpochs", "saliency_mask",
            "fgsm", "boundary_labels", "random_labels", "salun", "boundary_shrink"]
@@ -85,7 +84,7 @@ def _relabel_loaders(splits: RestrictedSplits, batch_size: int, *, device, seed:
 
 
 @dataclass(frozen=True)
-class RandomLabelsConfig(UnlearnConfig):
+class RandomLabelsConfig(SGDConfig):
     """SalUn's CIFAR-10 command (``--unlearn_epochs 10 --unlearn_lr 0.013``) with its framework's
     SGD (momentum 0.9, wd 5e-4, batch 256); its ``MultiStepLR(91, 136)`` is inert for 10 epochs,
     so the rate is constant.
@@ -98,8 +97,7 @@ class RandomLabelsConfig(UnlearnConfig):
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size"), nonnegative=("epochs", "weight_decay"),
-                            fraction=("momentum",))
+        super().__post_init__()
 
 
 @register("random_labels", config=RandomLabelsConfig, family="relabelling", uses=("retain", "forget"),
@@ -247,7 +245,7 @@ def boundary_labels(frozen: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps:
 
 
 @dataclass(frozen=True)
-class BoundaryShrinkConfig(UnlearnConfig):
+class BoundaryShrinkConfig(SGDConfig):
     """Boundary shrink in SalUn's framework: FGSM bound 0.1 in pixel units ("hard coding in the
     paper"), 10 epochs, SGD momentum 0.9, wd 5e-4, batch 256. The learning rate is set per setting
     in reruns of SalUn's code (1e-6 to 4e-5 on CIFAR-10); 1e-5 is taken here.
@@ -261,8 +259,8 @@ class BoundaryShrinkConfig(UnlearnConfig):
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size", "eps"), nonnegative=("epochs", "weight_decay"),
-                            fraction=("momentum",))
+        super().__post_init__()
+        _loops.check_config(self, positive=("eps",))
 
 
 @register("boundary_shrink", config=BoundaryShrinkConfig, family="relabelling", uses=("forget",),
@@ -276,15 +274,9 @@ def boundary_shrink(model: nn.Module, splits: RestrictedSplits, cfg: BoundaryShr
     mean, std = splits.data.mean, splits.data.std
     loader = splits.loader("forget", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    model.train()
-    for epoch in runtime.progress(range(cfg.epochs), desc="boundary_shrink", leave=False):
-        total = torch.zeros((), device=device)
-        for xb, yb in loader:
-            target = boundary_labels(frozen, xb, yb, eps=cfg.eps, mean=mean, std=std)
-            loss = F.cross_entropy(model(xb), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        _loops.check_finite(total, method="boundary_shrink", epoch=epoch)
-    return model
+
+    def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        target = boundary_labels(frozen, xb, yb, eps=cfg.eps, mean=mean, std=std)
+        return F.cross_entropy(model(xb), target)
+
+    return _loops.run_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, loss_fn=loss_fn, method="boundary_shrink")

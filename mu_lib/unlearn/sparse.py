@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mu_lib import runtime
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
 
 __all__ = ["L1SparseConfig", "l1_weight", "l1_sparse"]
 
@@ -44,7 +43,7 @@ def l1_weight(epoch: int, *, epochs: int, alpha: float, no_l1_epochs: int = 0) -
 
 
 @dataclass(frozen=True)
-class L1SparseConfig(UnlearnConfig):
+class L1SparseConfig(SGDConfig):
     """Unlearn-Sparse's CIFAR-10 command: 10 epochs of SGD at lr 0.01 with its framework's momentum
     0.9, wd 5e-4 and batch 256; no epochs without the penalty.
 
@@ -66,8 +65,8 @@ class L1SparseConfig(UnlearnConfig):
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size"),
-                            nonnegative=("epochs", "alpha", "no_l1_epochs", "weight_decay"), fraction=("momentum",))
+        super().__post_init__()
+        _loops.check_config(self, nonnegative=("alpha", "no_l1_epochs"))
         if self.no_l1_epochs > self.epochs:
             raise ValueError(f"L1SparseConfig.no_l1_epochs={self.no_l1_epochs} exceeds epochs={self.epochs}")
 
@@ -80,17 +79,17 @@ def l1_sparse(model: nn.Module, splits: RestrictedSplits, cfg: L1SparseConfig, *
     ``CE + gamma_t * ||theta||_1`` with :func:`l1_weight`."""
     loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    model.train()
-    for epoch in runtime.progress(range(cfg.epochs), desc="l1_sparse", leave=False):
+    gamma = 0.0
+
+    def set_gamma(epoch: int) -> None:
+        nonlocal gamma
         gamma = l1_weight(epoch, epochs=cfg.epochs, alpha=cfg.alpha, no_l1_epochs=cfg.no_l1_epochs)
-        total = torch.zeros((), device=device)
-        for xb, yb in loader:
-            loss = F.cross_entropy(model(xb), yb)
-            if gamma > 0:
-                loss = loss + gamma * sum(p.abs().sum() for p in model.parameters())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-        _loops.check_finite(total, method="l1_sparse", epoch=epoch)
-    return model
+
+    def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(model(xb), yb)
+        if gamma > 0:
+            loss = loss + gamma * sum(p.abs().sum() for p in model.parameters())
+        return loss
+
+    return _loops.run_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, loss_fn=loss_fn, method="l1_sparse",
+                             before_epoch=set_gamma)

@@ -1,30 +1,5 @@
-"""Membership-inference attacks and their metrics.
-
-* :func:`roc` / :func:`tpr_at_fpr`: ROC curves of a membership score (larger = member) and the
-  true-positive rate at a fixed low false-positive rate, the metric that LiRA popularised.
-* :func:`loss_threshold_attack`: the simplest attack, "low loss means member", evaluated over
-  every threshold.
-* :func:`simple_mia`: the attack of the NeurIPS 2023 unlearning challenge's starting kit: a
-  logistic regression on per-example losses, forget (members) vs test (non-members), scored by
-  10-fold stratified shuffle-split cross-validated accuracy.
-* :func:`indiscernibility`: ``1 - |2 * MIA - 1|``, 1 when the attack is at chance.
-* LiRA, the likelihood-ratio attack of Carlini et al. (2022): :func:`shadow_masks` (which examples
-  each shadow model trains on), :func:`train_shadow_models` (many models at once with
-  :func:`mu_lib.train.fit_many`), :func:`lira_statistics` (the logit-scaled confidence of every
-  model on every example), :func:`lira_online` / :func:`lira_offline` (the Gaussian tests) and
-  :func:`lira_scores` (every model in turn as the target, the others as its shadows).
-
-Convention: scores are oriented so that **larger means "member"**. (TF-Privacy's
-``compute_score_lira`` returns the opposite sign; the reference ``plot.py`` negates its
-prediction before the ROC.)
-
-Example:
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> members, nonmembers = rng.exponential(0.2, 500), rng.exponential(1.0, 500)  # losses
-    >>> res = loss_threshold_attack(members, nonmembers)
-    >>> 0.75 < res.auc < 0.9
-    True
+"""LiRA, the likelihood-ratio attack of Carlini et al. (2022): shadow models, the logit-scaled
+confidence and the online and offline Gaussian tests.
 """
 
 from __future__ import annotations
@@ -39,193 +14,13 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from mu_lib.train import Recipe
+    from mu_lib.runtime import Recipe
+from mu_lib.mia.attacks import AttackResult, attack_from_scores
 
 __all__ = [
-    "AttackResult",
-    "roc",
-    "tpr_at_fpr",
-    "attack_from_scores",
-    "loss_threshold_attack",
-    "simple_mia",
-    "indiscernibility",
-    "LIRA_ATTACKS",
-    "shadow_masks",
-    "train_shadow_models",
-    "lira_statistics",
-    "lira_online",
-    "lira_offline",
-    "LiraScores",
-    "lira_scores",
+    "logit_scaled_confidence", "LIRA_ATTACKS", "shadow_masks", "train_shadow_models", "lira_statistics",
+    "lira_online", "lira_offline", "LiraScores", "lira_scores"
 ]
-
-
-def _as_scores(name: str, a: np.ndarray) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or inf at positions {np.flatnonzero(~np.isfinite(arr))[:5].tolist()}")
-    return arr
-
-
-def roc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """ROC curve and AUC of a membership score (larger = member), via scikit-learn.
-
-    Args:
-        member_scores: scores of the members ``[n1]``.
-        nonmember_scores: scores of the non-members ``[n0]``.
-
-    Returns:
-        ``(fpr, tpr, auc)``; the curve includes every threshold (no intermediate points dropped),
-        so that rates at low FPR are exact.
-
-    Example:
-        >>> fpr, tpr, auc = roc(np.array([2.0, 3.0]), np.array([0.0, 1.0]))
-        >>> auc
-        1.0
-    """
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    m = _as_scores("member_scores", member_scores)
-    nm = _as_scores("nonmember_scores", nonmember_scores)
-    labels = np.r_[np.ones(m.size), np.zeros(nm.size)]
-    scores = np.r_[m, nm]
-    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
-    return fpr, tpr, float(roc_auc_score(labels, scores))
-
-
-def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target_fpr: float = 1e-3) -> float:
-    """Largest TPR among thresholds whose FPR is at most ``target_fpr``.
-
-    Args:
-        fpr: false-positive rates of an ROC curve (non-decreasing).
-        tpr: matching true-positive rates.
-        target_fpr: the FPR budget, e.g. ``1e-3`` for "TPR at 0.1 % FPR".
-
-    Example:
-        >>> tpr_at_fpr(np.array([0.0, 0.001, 0.5, 1.0]), np.array([0.1, 0.3, 0.9, 1.0]), 1e-3)
-        0.3
-    """
-    if not 0 <= target_fpr <= 1:
-        raise ValueError(f"target_fpr must be in [0, 1], got {target_fpr}")
-    fpr, tpr = np.asarray(fpr), np.asarray(tpr)
-    ok = fpr <= target_fpr + 1e-15
-    return float(tpr[ok].max()) if ok.any() else 0.0
-
-
-@dataclass(frozen=True)
-class AttackResult:
-    """Outcome of a threshold attack.
-
-    Attributes:
-        auc: area under the ROC curve.
-        accuracy: best balanced accuracy over thresholds, ``max(1 - (FPR + FNR) / 2)``.
-        tpr_at_low_fpr: TPR at ``low_fpr``.
-        low_fpr: the FPR budget of ``tpr_at_low_fpr``.
-        fpr: the ROC curve's false-positive rates.
-        tpr: the ROC curve's true-positive rates.
-    """
-
-    auc: float
-    accuracy: float
-    tpr_at_low_fpr: float
-    low_fpr: float
-    fpr: np.ndarray
-    tpr: np.ndarray
-
-
-def attack_from_scores(member_scores: np.ndarray, nonmember_scores: np.ndarray, *,
-                       low_fpr: float = 1e-3) -> AttackResult:
-    """Evaluate a membership score (larger = member) over every threshold.
-
-    Example:
-        >>> r = attack_from_scores(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.5]))
-        >>> round(r.auc, 4), round(r.accuracy, 4)
-        (0.8333, 0.8333)
-    """
-    fpr, tpr, auc = roc(member_scores, nonmember_scores)
-    acc = float(np.max(1.0 - (fpr + (1.0 - tpr)) / 2.0))
-    return AttackResult(auc=auc, accuracy=acc, tpr_at_low_fpr=tpr_at_fpr(fpr, tpr, low_fpr), low_fpr=low_fpr,
-                        fpr=fpr, tpr=tpr)
-
-
-def loss_threshold_attack(member_losses: np.ndarray, nonmember_losses: np.ndarray, *,
-                          low_fpr: float = 1e-3) -> AttackResult:
-    """The loss-threshold attack (Yeom et al., 2018): predict "member" when the loss is low.
-
-    Args:
-        member_losses: per-example losses of training examples.
-        nonmember_losses: per-example losses of held-out examples.
-        low_fpr: FPR budget for :attr:`AttackResult.tpr_at_low_fpr`.
-
-    Example:
-        >>> loss_threshold_attack(np.array([0.1, 0.2]), np.array([1.0, 2.0])).accuracy
-        1.0
-    """
-    m = _as_scores("member_losses", member_losses)
-    nm = _as_scores("nonmember_losses", nonmember_losses)
-    return attack_from_scores(-m, -nm, low_fpr=low_fpr)
-
-
-def simple_mia(forget_losses: np.ndarray, test_losses: np.ndarray, *, n_splits: int = 10,
-               seed: int = 0) -> float:
-    """The starting kit's attack: cross-validated accuracy of a logistic regression on losses.
-
-    As in the NeurIPS 2023 unlearning challenge's starting kit, the larger of the two sets is
-    subsampled to the size of the smaller (seeded here; unseeded there), the forget set is
-    labelled 1 and the test set 0, and the attack is
-    ``LogisticRegression()`` scored with ``StratifiedShuffleSplit(n_splits, random_state=0)``.
-    An accuracy near 0.5 means the forget set looks like data the model never saw.
-
-    Args:
-        forget_losses: per-example losses on the forget set.
-        test_losses: per-example losses on unseen data.
-        n_splits: cross-validation splits.
-        seed: seed of the subsampling.
-
-    Returns:
-        The mean cross-validated accuracy.
-
-    Example:
-        >>> rng = np.random.default_rng(0)
-        >>> round(simple_mia(rng.normal(0, 1, 400), rng.normal(0, 1, 400)), 1)
-        0.5
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
-
-    f = _as_scores("forget_losses", forget_losses)
-    t = _as_scores("test_losses", test_losses)
-    if n_splits < 2:
-        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
-    k = min(f.size, t.size)
-    if k < 5:
-        raise ValueError(f"need at least 5 examples on each side, got {f.size} forget and {t.size} test")
-    rng = np.random.default_rng(seed)
-    f = f[rng.permutation(f.size)[:k]]
-    t = t[rng.permutation(t.size)[:k]]
-    feats = np.r_[f, t].reshape(-1, 1)
-    labels = np.r_[np.ones(k), np.zeros(k)]
-    cv = StratifiedShuffleSplit(n_splits=n_splits, random_state=0)
-    return float(cross_val_score(LogisticRegression(), feats, labels, cv=cv, scoring="accuracy").mean())
-
-
-def indiscernibility(mia_accuracy: float | np.ndarray) -> float | np.ndarray:
-    """Deep Unlearn's indiscernibility ``1 - |2 * MIA - 1|``: 1 at chance (0.5), 0 at 0 or 1.
-
-    Example:
-        >>> indiscernibility(0.5), indiscernibility(0.75)
-        (1.0, 0.5)
-    """
-    a = np.asarray(mia_accuracy, dtype=np.float64)
-    if ((a < 0) | (a > 1) | ~np.isfinite(a)).any():
-        raise ValueError(f"MIA accuracy must be in [0, 1], got {mia_accuracy}")
-    out = 1.0 - np.abs(2.0 * a - 1.0)
-    return float(out) if out.ndim == 0 else out
-
 
 # --------------------------------------------------------------------------------------------
 # LiRA: the likelihood-ratio attack (Carlini, Chien, Nasr, Song, Terzis, Tramèr 2022)
@@ -287,10 +82,10 @@ def shadow_masks(num_models: int, num_examples: int, *, seed: int = 0, balance_m
     return keep
 
 
-def train_shadow_models(factory: Callable[[int], "nn.Module"], x: "torch.Tensor", y: "torch.Tensor",
-                        masks: np.ndarray, *, recipe: "Recipe", seeds: Sequence[int] | None = None,
+def train_shadow_models(factory: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tensor,
+                        masks: np.ndarray, *, recipe: Recipe, seeds: Sequence[int] | None = None,
                         augment: str | None = None, chunk_size: int = 64, device=None,
-                        progress: bool | None = None) -> list["nn.Module"]:
+                        progress: bool | None = None) -> list[nn.Module]:
     """Train one shadow model per row of ``masks`` on its IN examples, many at once.
 
     Model ``i`` is ``factory(seeds[i])`` trained with ``recipe`` on the rows
@@ -319,7 +114,8 @@ def train_shadow_models(factory: Callable[[int], "nn.Module"], x: "torch.Tensor"
         >>> from mu_lib import models, train
         >>> make = lambda s: models.make_model("logreg", num_classes=2, in_channels=1, image_size=2, seed=s)
         >>> x, y = torch.randn(20, 1, 2, 2), torch.randint(0, 2, (20,))
-        >>> nets = train_shadow_models(make, x, y, shadow_masks(4, 20), recipe=train.Recipe(epochs=1, batch_size=5, lr=0.1))
+        >>> recipe = train.Recipe(epochs=1, batch_size=5, lr=0.1)
+        >>> nets = train_shadow_models(make, x, y, shadow_masks(4, 20), recipe=recipe)
         >>> len(nets)
         4
     """
@@ -358,7 +154,53 @@ def train_shadow_models(factory: Callable[[int], "nn.Module"], x: "torch.Tensor"
     return out
 
 
-def lira_statistics(models: Sequence["nn.Module"], x: "torch.Tensor", y: "torch.Tensor", *, device=None,
+__all__ = ["logit_scaled_confidence"]
+
+def logit_scaled_confidence(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """LiRA's statistic: the logit of the true-class probability, ``ln p_y - ln sum_{j != y} p_j``.
+
+    Computed as the NeurIPS 2023 competition's released code does (so that its golden vectors
+    are reproduced): the row maximum is subtracted and ``exp`` taken in the input's dtype, the
+    probabilities are normalised in float64, ``p_wrong`` is the direct sum over the other classes
+    (not ``1 - p_y``) and 1e-45 guards both logarithms. Unlike that code, the input is never
+    modified in place.
+
+    Args:
+        logits: ``[..., K]`` scores (numpy array or torch tensor).
+        targets: integer labels of shape ``logits.shape[:-1]``.
+
+    Returns:
+        float64 array of shape ``logits.shape[:-1]``.
+
+    Example:
+        >>> round(float(logit_scaled_confidence(np.array([[60.0, 0.0, 0.0]]), np.array([0]))[0]), 6)
+        59.306853
+    """
+    if hasattr(logits, "detach"):
+        logits = logits.detach().cpu().numpy()
+    if hasattr(targets, "detach"):
+        targets = targets.detach().cpu().numpy()
+    z = np.array(logits, copy=True)
+    t = np.asarray(targets)
+    if z.ndim < 1 or z.shape[:-1] != t.shape:
+        raise ValueError(f"targets must have shape {z.shape[:-1]} for logits of shape {z.shape}, got {t.shape}")
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"targets must be integers, got dtype {t.dtype}")
+    k = z.shape[-1]
+    if t.size and (t.min() < 0 or t.max() >= k):
+        raise ValueError(f"targets must lie in [0, {k}), got range [{t.min()}, {t.max()}]")
+    if not np.isfinite(z).all():
+        raise ValueError("logits contain NaN or inf")
+    z = z - z.max(axis=-1, keepdims=True)
+    probs = np.exp(z).astype(np.float64)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    onehot = np.arange(k) == t[..., None]
+    p_true = np.where(onehot, probs, 0.0).sum(axis=-1)
+    p_wrong = np.where(onehot, 0.0, probs).sum(axis=-1)
+    return np.log(p_true + 1e-45) - np.log(p_wrong + 1e-45)
+
+
+def lira_statistics(models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, *, device=None,
                     batch_size: int = 1024) -> np.ndarray:
     """LiRA's statistic of every model on every example: ``[M, N]`` logit-scaled confidences.
 
@@ -374,7 +216,6 @@ def lira_statistics(models: Sequence["nn.Module"], x: "torch.Tensor", y: "torch.
         >>> lira_statistics([net, net], torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])).shape
         (2, 5)
     """
-    from mu_lib.audit import logit_scaled_confidence
     from mu_lib.train import check_xy, predict_logits
 
     check_xy(x, y)
@@ -390,7 +231,8 @@ def _check_lira_inputs(target_stats: np.ndarray, **shadow: np.ndarray) -> tuple[
     if t.ndim not in (1, 2) or t.shape[0] == 0:
         raise ValueError(f"target_stats must have shape [N] or [N, augmentations] with N >= 1, got {t.shape}")
     if not np.isfinite(t).all():
-        raise ValueError(f"target_stats contains NaN or inf at examples {np.flatnonzero(~np.isfinite(t).reshape(t.shape[0], -1).all(1))[:5].tolist()}")
+        bad = np.flatnonzero(~np.isfinite(t).reshape(t.shape[0], -1).all(1))[:5].tolist()
+        raise ValueError(f"target_stats contains NaN or inf at examples {bad}")
     out = {}
     for name, a in shadow.items():
         s = np.asarray(a, dtype=np.float64)
@@ -452,7 +294,8 @@ def lira_online(target_stats: np.ndarray, in_stats: np.ndarray, out_stats: np.nd
         Scores ``[N]``, larger = more likely a member.
 
     Example:
-        >>> s = lira_online(np.array([2.0, 0.0]), np.array([[1.0, 3.0], [1.0, 3.0]]), np.array([[-1.0, 1.0], [-1.0, 1.0]]))
+        >>> ins, outs = np.array([[1.0, 3.0], [1.0, 3.0]]), np.array([[-1.0, 1.0], [-1.0, 1.0]])
+        >>> s = lira_online(np.array([2.0, 0.0]), ins, outs)
         >>> bool(s[0] > 0 > s[1])
         True
     """

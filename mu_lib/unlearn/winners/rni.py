@@ -1,0 +1,137 @@
+"""Winner #7, sunkroos (``rni``; Deep Unlearn ``kgltop7``): reset the classifier, inject noise into random
+layers and fine-tune them, then fine-tune everything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mu_lib.unlearn import _loops
+from mu_lib.unlearn._layers import (
+    NORM_TYPES,
+    _randn,
+    classifier,
+    reset_layer_,
+    weight_layers,
+)
+from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+
+__all__ = ["RNIConfig", "noise_round_", "rni"]
+
+# --------------------------------------------------------------------------------------------
+# Winner #7: sunkroos (RNI)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RNIConfig(UnlearnConfig):
+    """RNI, reset + noise injection (winner #7, sunkroos; Deep Unlearn ``kgltop7``).
+
+    Attributes:
+        reset_epochs: epochs of fine-tuning the whole model after resetting the classifier.
+        noise_epochs: epochs that each choose ``layers_per_epoch`` random weight layers, add
+            noise to ``int(noise_ratio * chosen)`` of them and train only the chosen layers and
+            the normalisation layers.
+        fine_epochs: final epochs training every parameter; fine epoch ``i`` uses
+            ``fine_lrs[i]`` (the last entry when there are fewer entries than epochs).
+        layers_per_epoch: layers chosen per noise epoch (at most the number of weight layers).
+        noise_ratio: fraction of the chosen layers that get noise.
+        noise_std: std of the additive Gaussian noise.
+        lr: learning rate of the reset and noise epochs.
+        fine_lrs: learning rates of the fine epochs.
+        momentum, weight_decay, batch_size: SGD (a fresh optimiser every epoch, as in the code).
+    """
+
+    epoch_fields = ("reset_epochs", "noise_epochs", "fine_epochs")
+    reset_epochs: int = 1
+    noise_epochs: int = 4
+    fine_epochs: int = 4
+    layers_per_epoch: int = 9
+    noise_ratio: float = 0.7
+    noise_std: float = 0.04
+    lr: float = 2e-4
+    fine_lrs: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _loops.check_config(self, positive=("lr", "batch_size", "layers_per_epoch"),
+                            nonnegative=("reset_epochs", "noise_epochs", "fine_epochs", "noise_std", "weight_decay"),
+                            fraction=("noise_ratio",))
+        if not self.fine_lrs or not all(v > 0 for v in self.fine_lrs):
+            raise ValueError(f"RNIConfig.fine_lrs must be a non-empty tuple of positive rates, got {self.fine_lrs!r}")
+
+
+def noise_round_(model: nn.Module, *, layers_per_epoch: int, noise_ratio: float, std: float,
+                 generator: torch.Generator, exclude: frozenset[str] | set[str] = frozenset()
+                 ) -> tuple[list[str], list[str]]:
+    """One RNI noise round, in place: choose ``min(layers_per_epoch, L)`` of the ``L`` weight
+    layers at random, then add N(0, std^2) to every parameter of ``int(noise_ratio * chosen)``
+    of them, skipping those named in ``exclude`` (noised in earlier rounds).
+
+    Returns:
+        ``(chosen, noised)`` layer names; ``noised`` is a subset of ``chosen``.
+    """
+    layers = weight_layers(model)
+    k = min(int(layers_per_epoch), len(layers))
+    chosen = [layers[i] for i in sorted(torch.randperm(len(layers), generator=generator)[:k].tolist())]
+    picks = sorted(torch.randperm(k, generator=generator)[:int(noise_ratio * k)].tolist())
+    noised = []
+    with torch.no_grad():
+        for i in picks:
+            name, m = chosen[i]
+            if name in exclude:
+                continue
+            for p in m.parameters(recurse=False):
+                p.add_(std * _randn(p.shape, generator, p))
+            noised.append(name)
+    return [n for n, _ in chosen], noised
+
+
+@register("rni", config=RNIConfig, family="competition", uses=("retain",),
+          summary="reset the classifier, inject noise into random layers and fine-tune them, then fine-tune all",
+          reference="NeurIPS 2023 unlearning challenge winner #7 (sunkroos, Kaggle discussion 459095); "
+                    "Deep Unlearn RNI (kgltop7)")
+def rni(model: nn.Module, splits: RestrictedSplits, cfg: RNIConfig, *, device, seed: int) -> nn.Module:
+    """Reset the classifier; ``reset_epochs`` of CE on the retain set with every parameter
+    trainable (the write-up: "fine-tune the whole model"); ``noise_epochs`` of
+    :func:`noise_round_` then CE with only the chosen layers and the normalisation layers
+    trainable; ``fine_epochs`` of CE on everything.
+
+    Deviations from Deep Unlearn: its reset epoch already trains only 9 random parameter
+    tensors plus batch norm; it chooses parameter *tensors* (a weight or a bias) and recognises
+    batch norm by "bn" in the name (so ResNet-18's shortcut batch norms can be noised); it skips
+    noise on tensors *chosen* in an earlier epoch, here on layers *noised* earlier.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    reset_layer_(classifier(model)[1], generator=gen)
+    layers = dict(weight_layers(model))
+    norm_params = [p for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)]
+    everything = list(model.parameters())
+    loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
+    noised_before: set[str] = set()
+    try:
+        for epoch in range(cfg.reset_epochs + cfg.noise_epochs + cfg.fine_epochs):
+            lr, params = cfg.lr, everything
+            if cfg.reset_epochs <= epoch < cfg.reset_epochs + cfg.noise_epochs:
+                chosen, noised = noise_round_(model, layers_per_epoch=cfg.layers_per_epoch,
+                                              noise_ratio=cfg.noise_ratio, std=cfg.noise_std, generator=gen,
+                                              exclude=noised_before)
+                noised_before.update(noised)
+                params = [p for n in chosen for p in layers[n].parameters(recurse=False)] + norm_params
+            elif epoch >= cfg.reset_epochs + cfg.noise_epochs:
+                i = epoch - cfg.reset_epochs - cfg.noise_epochs
+                lr = cfg.fine_lrs[min(i, len(cfg.fine_lrs) - 1)]
+            for p in everything:
+                p.requires_grad_(False)
+            for p in params:
+                p.requires_grad_(True)
+            opt = _loops.sgd(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            _loops.ce_epochs(model, loader, epochs=1, optimizer=opt, method=f"rni epoch {epoch + 1}")
+    finally:
+        for p in everything:
+            p.requires_grad_(True)
+    return model
