@@ -164,8 +164,8 @@ def test_sequential_removals_stay_within_accumulated_bound():
 
 def test_budget_arithmetic():
     assert cx.gaussian_c(1e-4) == pytest.approx(4.3854, abs=5e-5)
-    assert cx.removal_budget(sigma=10, eps=1, delta=1e-4) == pytest.approx(2.2803, abs=5e-5)
-    assert cx.removal_budget(sigma=5, eps=2, delta=1e-4) == pytest.approx(2.2803, abs=5e-5)
+    assert cx.removal_budget(sigma=10, eps=1, delta=1e-4, calibration="classic") == pytest.approx(2.2803, abs=5e-5)
+    assert cx.removal_budget(sigma=5, eps=2, delta=1e-4, calibration="classic") == pytest.approx(2.2803, abs=5e-5)
 
 
 def test_retrain_exactly_when_beta_exceeds_budget_and_b_is_resampled():
@@ -276,7 +276,7 @@ def test_sekhari_quadratic_loss_is_exact_and_noiseless():
 
 
 def test_sekhari_noise_scaling():
-    base = dict(m=4, n=1000, lam=0.1, eps=0.5, delta=1e-5, M=0.25, L=2.0)
+    base = dict(m=4, n=1000, lam=0.1, eps=0.5, delta=1e-5, M=0.25, L=2.0, calibration="classic")
     g, s = cx.sekhari_noise(**base)
     assert s == pytest.approx(g / 0.5 * math.sqrt(2 * math.log(1.25e5)), rel=1e-12)
     assert cx.sekhari_noise(**{**base, "m": 8})[1] == pytest.approx(4 * s, rel=1e-12)
@@ -302,7 +302,7 @@ D2D = dict(n=1000, eps=5.0, delta=1e-6, lipschitz=1.05, strong_convexity=0.05, s
 
 
 def test_d2d_sigma_golden_value_and_monotonicity():
-    assert cx.d2d_sigma(T=25, **D2D) == pytest.approx(0.217, abs=5e-4)
+    assert cx.d2d_sigma(T=25, **D2D, calibration="classic") == pytest.approx(0.217, abs=5e-4)
     sig_T = [cx.d2d_sigma(T=T, **D2D) for T in range(1, 2000, 7)]
     assert np.all(np.diff(sig_T) < 0) and sig_T[-1] < 1e-20  # gamma = 0.975 here
     sig_eps = [cx.d2d_sigma(T=25, **{**D2D, "eps": e}) for e in (0.1, 0.5, 1, 2, 5, 10)]
@@ -326,8 +326,10 @@ def test_d2d_conversion_factor_is_sound(eps, delta):
     T, n, L, m, M = 10, 500, 2.0, 0.1, 0.35
     g = cx.d2d_contraction(strong_convexity=m, smoothness=M)
     sens = 4 * L * g**T / (m * n * (1 - g**T))
-    sigma = cx.d2d_sigma(T=T, n=n, eps=eps, delta=delta, lipschitz=L, strong_convexity=m, smoothness=M)
-    assert exact_gaussian_delta(eps, sens, sigma) <= delta
+    for calibration in ("classic", "exact"):
+        sigma = cx.d2d_sigma(T=T, n=n, eps=eps, delta=delta, lipschitz=L, strong_convexity=m, smoothness=M,
+                             calibration=calibration)
+        assert exact_gaussian_delta(eps, sens, sigma) <= delta
 
 
 @pytest.mark.parametrize("eps", [0.01, 0.1, 1.0])
@@ -367,8 +369,11 @@ def test_descent_to_delete_session():
     secret_before = dd.secret.copy()
     published = dd.remove([10, 20, 30])
     keep = np.setdiff1d(np.arange(300), [10, 20, 30])
-    np.testing.assert_allclose(
-        dd.secret, cx.projected_gradient_descent(secret_before, X[keep], y[keep], lam=lam, steps=30, radius=1 / lam))
+    expected = secret_before  # a batch is three sequential deletions, T steps each
+    for removed in ([10], [10, 20], [10, 20, 30]):
+        left = np.setdiff1d(np.arange(300), removed)
+        expected = cx.projected_gradient_descent(expected, X[left], y[left], lam=lam, steps=30, radius=1 / lam)
+    np.testing.assert_allclose(dd.secret, expected)
     assert dd.sigma == pytest.approx(cx.d2d_sigma(T=30, n=297, eps=1.0, delta=1e-5, lipschitz=2.0,
                                                   strong_convexity=lam, smoothness=0.25 + lam), rel=1e-12)
     assert np.array_equal(published, dd.published) and not np.array_equal(published, dd.secret)

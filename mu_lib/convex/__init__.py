@@ -15,13 +15,18 @@ What is in it:
 
 * training: :func:`fit_logistic` (Newton's method with the exact Hessian), :func:`fit_ridge`
   (closed form); :func:`objective`, :func:`gradient`, :func:`hessian`, :func:`gradient_residual`;
+* noise calibration: :func:`gaussian_delta` and :func:`gaussian_ratio`, the exact analytic Gaussian
+  mechanism (Balle and Wang 2018) that every budget and noise below uses by default
+  (``calibration="exact"``; the papers' own rules with ``calibration="classic"``);
 * Guo et al.: :func:`newton_remove` (one Newton step that removes one point or a batch, with the
-  data-dependent and worst-case bounds on the gradient residual), :func:`removal_budget`, and the
+  data-dependent and worst-case bounds on the gradient residual; optionally with the Hessian, its
+  Cholesky factorisation and ``||X||_2`` cached at training time), :func:`removal_budget`, and the
   session :class:`CertifiedRemover` (loss perturbation, accumulated bound, retraining);
 * Sekhari et al., Algorithm 1: :func:`sekhari_fit`, :func:`sekhari_downdate`,
   :func:`sekhari_noise`, :func:`sekhari_unlearn`;
-* Neel et al., Descent-to-Delete: :func:`d2d_sigma`, :func:`projected_gradient_descent`,
-  :func:`d2d_initial_steps` and the session :class:`DescentToDelete`;
+* Neel et al., Descent-to-Delete: :func:`d2d_sensitivity`, :func:`d2d_sigma`,
+  :func:`projected_gradient_descent`, :func:`d2d_initial_steps` and the session
+  :class:`DescentToDelete` (a batch request is processed as sequential deletions);
 * data: :func:`binary_task` (two classes of a :mod:`mu_lib.data` dataset, rows L2-normalised).
 
 The book chapter ``book/certified-removal.ipynb`` teaches all of this.
@@ -42,11 +47,17 @@ Example:
 
 from __future__ import annotations
 
-from mu_lib.convex.d2d import DescentToDelete, d2d_contraction, d2d_initial_steps, d2d_sigma, projected_gradient_descent
+from mu_lib.convex.calibration import CALIBRATIONS, gaussian_delta, gaussian_ratio
+from mu_lib.convex.d2d import (
+    DescentToDelete,
+    d2d_contraction,
+    d2d_initial_steps,
+    d2d_sensitivity,
+    d2d_sigma,
+    projected_gradient_descent,
+)
 from mu_lib.convex.newton import (
-    CertifiedRemover,
     NewtonRemoval,
-    RemovalStep,
     gaussian_c,
     newton_remove,
     removal_budget,
@@ -67,6 +78,7 @@ from mu_lib.convex.objective import (
     normalize_rows,
     objective,
 )
+from mu_lib.convex.remover import CertifiedRemover, RemovalStep
 from mu_lib.convex.sekhari import (
     SekhariResult,
     SekhariState,
@@ -83,5 +95,6 @@ __all__ = [
     "worst_case_bound", "NewtonRemoval", "newton_remove", "gaussian_c", "removal_budget", "RemovalStep",
     "CertifiedRemover", "SekhariState", "SekhariResult", "sekhari_fit", "sekhari_downdate", "sekhari_noise",
     "sekhari_unlearn", "d2d_contraction", "d2d_sigma", "d2d_initial_steps", "projected_gradient_descent",
-    "DescentToDelete", "BinaryTask", "binary_task"
+    "DescentToDelete", "BinaryTask", "binary_task", "CALIBRATIONS", "gaussian_delta", "gaussian_ratio",
+    "d2d_sensitivity",
 ]

@@ -9,9 +9,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mu_lib.convex.calibration import check_calibration, gaussian_ratio
 from mu_lib.convex.objective import Loss, _check_data, _check_positive, _check_vector, _locate, _per_example
 
-__all__ = ["d2d_contraction", "d2d_sigma", "d2d_initial_steps", "projected_gradient_descent", "DescentToDelete"]
+__all__ = [
+    "d2d_contraction", "d2d_sensitivity", "d2d_sigma", "d2d_initial_steps", "projected_gradient_descent",
+    "DescentToDelete",
+]
 
 # ----------------------------------------------------------------------------------------------
 # Neel et al., Descent-to-Delete (mean-form objective, projected full-batch gradient descent)
@@ -31,32 +35,68 @@ def d2d_contraction(*, strong_convexity: float, smoothness: float) -> float:
     return (M - m) / (M + m)
 
 
-def d2d_sigma(*, T: int, n: int, eps: float, delta: float, lipschitz: float, strong_convexity: float,
-              smoothness: float) -> float:
-    """Noise of Descent-to-Delete for T gradient steps per update (Neel et al., as in their code).
+def d2d_sensitivity(*, T: int, n: int, lipschitz: float, strong_convexity: float, smoothness: float,
+                    m: int = 1) -> float:
+    """The L2 sensitivity of one Descent-to-Delete update that deletes m points with T steps.
 
-    ``sigma = 4 sqrt(2) L gamma^T / (m n (1 - gamma^T) (sqrt(ln(1/delta) + eps) - sqrt(ln(1/delta))))``
-    with ``gamma = (M - m)/(M + m)``, m the strong convexity, M the smoothness and L the Lipschitz
-    constant of every per-example loss, n the dataset size.
+    ``Delta = 4 L gamma^T m / (mu n (1 - gamma^T))`` with ``gamma = (beta - mu)/(beta + mu)``. For
+    one deletion: the minimiser moves by at most ``2 L / (mu n)``, so T warm-started steps keep the
+    secret iterate within ``E = 2 L gamma^T / (mu n (1 - gamma^T))`` of the optimum (steady state),
+    and the iterate of a retraining is as close: the two are within ``2 E``. Neel et al.'s noise
+    ``4 sqrt(2) L gamma^T / (mu n (1 - gamma^T) conv)`` is ``sqrt(2) Delta / conv`` for this Delta
+    (``conv`` in :func:`d2d_sigma`). Deleting m points in one update moves the minimiser up to m
+    times as far, and from the steady state the two iterates end within ``(m + 1) E <= m Delta``.
 
     Example:
-        >>> round(d2d_sigma(T=25, n=1000, eps=5.0, delta=1e-6, lipschitz=1.05, strong_convexity=0.05,
-        ...                 smoothness=3.95), 3)
-        0.217
+        >>> round(d2d_sensitivity(T=25, n=1000, lipschitz=1.05, strong_convexity=0.05, smoothness=3.95), 6)
+        0.095114
     """
     if not isinstance(T, (int, np.integer)) or T < 1:
         raise ValueError(f"T must be a positive integer, got {T!r}")
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    eps = _check_positive("eps", eps)
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    if not isinstance(m, (int, np.integer)) or m < 1 or m >= n:
+        raise ValueError(f"m (deletions in one update) must be an integer in [1, n), got m={m!r}, n={n!r}")
     L = _check_positive("lipschitz", lipschitz)
     gamma = d2d_contraction(strong_convexity=strong_convexity, smoothness=smoothness)
     gT = gamma**T
-    log_inv = math.log(1.0 / delta)
-    conversion = math.sqrt(log_inv + eps) - math.sqrt(log_inv)
-    return 4 * math.sqrt(2) * L * gT / (strong_convexity * n * (1 - gT) * conversion)
+    return 4.0 * L * gT * int(m) / (strong_convexity * n * (1 - gT))
+
+
+def d2d_sigma(*, T: int, n: int, eps: float, delta: float, lipschitz: float, strong_convexity: float,
+              smoothness: float, m: int = 1, calibration: str = "exact") -> float:
+    """Noise of Descent-to-Delete for an update of m deletions with T gradient steps (Neel et al.).
+
+    The noise hides the sensitivity ``Delta`` of :func:`d2d_sensitivity` (linear in m):
+
+    * ``"exact"`` (default): ``sigma = Delta / r*(eps, delta)``, the smallest noise of the analytic
+      Gaussian mechanism (Balle and Wang 2018; :func:`mu_lib.convex.calibration.gaussian_ratio`);
+    * ``"classic"``: the published ``sigma = sqrt(2) Delta / conv`` with
+      ``conv = sqrt(ln(1/delta) + eps) - sqrt(ln(1/delta))``, i.e. for m = 1
+      ``4 sqrt(2) L gamma^T / (mu n (1 - gamma^T) conv)`` as in Neel et al.'s code.
+
+    Both are valid; the exact one is smaller. ``n`` is the dataset size after the update. With
+    m > 1 the update leaves the iterate up to m times farther from the optimum than the steady
+    state of single deletions; :class:`DescentToDelete` therefore processes a batch as m
+    sequential deletions and publishes with ``m = 1``.
+
+    Example:
+        >>> kw = dict(T=25, n=1000, eps=5.0, delta=1e-6, lipschitz=1.05, strong_convexity=0.05, smoothness=3.95)
+        >>> round(d2d_sigma(**kw, calibration="classic"), 3), round(d2d_sigma(**kw), 3)
+        (0.217, 0.093)
+        >>> d2d_sigma(**kw, m=4) == 4 * d2d_sigma(**kw)  # linear in the batch size
+        True
+    """
+    eps = _check_positive("eps", eps)
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+    sensitivity = d2d_sensitivity(T=T, n=n, lipschitz=lipschitz, strong_convexity=strong_convexity,
+                                  smoothness=smoothness, m=m)
+    if check_calibration(calibration) == "classic":
+        log_inv = math.log(1.0 / delta)
+        conversion = math.sqrt(log_inv + eps) - math.sqrt(log_inv)
+        return math.sqrt(2) * sensitivity / conversion
+    return sensitivity / gaussian_ratio(eps=eps, delta=delta)
 
 
 def d2d_initial_steps(*, T: int, n: int, diameter: float, lipschitz: float, strong_convexity: float,
@@ -117,8 +157,30 @@ class DescentToDelete:
     Initial training runs :func:`d2d_initial_steps` projected gradient steps from 0; each update
     (a deletion of one point or a batch) warm-starts from the *secret* iterate, runs T steps on the
     remaining data and publishes ``secret + N(0, sigma^2 I)`` with sigma from :func:`d2d_sigma` at
-    the current dataset size. Constants: m = lam, M = 1/4 + lam, L = 1 + lam * radius, with the
+    the current dataset size. Constants: mu = lam, beta = 1/4 + lam, L = 1 + lam * radius, with the
     ball radius ``1/lam`` by default (it contains the minimiser since ``||lam w*|| <= 1``).
+
+    Batches: a request to delete m points is processed as m sequential deletions, each with its T
+    steps, and published once. The steady-state argument behind the noise (the secret iterate
+    stays within ``2 L gamma^T / (mu n (1 - gamma^T))`` of the optimum) then holds after every
+    deletion, so the noise of one deletion covers the batch. Taking T steps once for the whole
+    batch would need m times the noise (``d2d_sigma(..., m=m)``) and would leave the iterate
+    farther from the optimum than later updates assume.
+
+    Adaptivity: the guarantee for an unbounded sequence of updates holds for requests that are
+    not chosen after seeing the published models. Gupta et al. (NeurIPS 2021) show that requests
+    that depend on the published models (an adaptive requester) can break such guarantees, and
+    how to restore them; this class does not handle that case.
+
+    Args:
+        X, y: training data (rows with ``||x_i|| <= 1``, labels in {-1, +1}).
+        lam: regularisation strength (the strong convexity mu).
+        eps, delta: the unlearning guarantee of every published model.
+        steps_per_update: T.
+        radius: radius of the ball of the projection (default ``1/lam``).
+        initial_steps: steps of the initial training (default :func:`d2d_initial_steps`).
+        seed: seed or generator of the noise.
+        calibration: ``"exact"`` (default) or ``"classic"`` (see :func:`d2d_sigma`).
 
     Attributes:
         secret: the un-noised iterate.
@@ -138,11 +200,12 @@ class DescentToDelete:
 
     def __init__(self, X: np.ndarray, y: np.ndarray, *, lam: float, eps: float, delta: float, steps_per_update: int,
                  radius: float | None = None, initial_steps: int | None = None,
-                 seed: int | np.random.Generator = 0) -> None:
+                 seed: int | np.random.Generator = 0, calibration: str = "exact") -> None:
         self.X, self.y = _check_data(X, y, "logistic")
         self.lam = _check_positive("lam", lam)
         self.eps = _check_positive("eps", eps)
         self.delta = float(delta)
+        self.calibration = check_calibration(calibration)
         if not isinstance(steps_per_update, (int, np.integer)) or steps_per_update < 1:
             raise ValueError(f"steps_per_update must be a positive integer, got {steps_per_update!r}")
         self.T = int(steps_per_update)
@@ -166,16 +229,24 @@ class DescentToDelete:
 
     def _publish(self) -> np.ndarray:
         self.sigma = d2d_sigma(T=self.T, n=self.n, eps=self.eps, delta=self.delta, lipschitz=self.lipschitz,
-                               strong_convexity=self.strong, smoothness=self.smooth)
+                               strong_convexity=self.strong, smoothness=self.smooth, calibration=self.calibration)
         return self.secret + self.sigma * self.rng.standard_normal(self.secret.shape[0])
 
     def remove(self, ids: int | Sequence[int] | np.ndarray) -> np.ndarray:
-        """Delete points by original index, run T warm-started steps and return the published weights."""
+        """Delete points by original index and return the published weights.
+
+        A request for m points is processed as m sequential deletions (in the order given): each
+        removes one point and runs T warm-started steps, so the secret iterate keeps the steady
+        state of single deletions; the result is published once, with the noise of one deletion
+        at the final dataset size (what the last of m sequential deletions requires). Cost: m T
+        gradient steps.
+        """
         pos = _locate(self.ids, ids)
-        keep = np.ones(self.n, dtype=bool)
-        keep[pos] = False
-        self.X, self.y, self.ids = self.X[keep], self.y[keep], self.ids[keep]
-        self.secret = projected_gradient_descent(self.secret, self.X, self.y, lam=self.lam, steps=self.T,
-                                                 radius=self.radius)
+        order = self.ids[pos]
+        for point in order:
+            keep = self.ids != point
+            self.X, self.y, self.ids = self.X[keep], self.y[keep], self.ids[keep]
+            self.secret = projected_gradient_descent(self.secret, self.X, self.y, lam=self.lam, steps=self.T,
+                                                     radius=self.radius)
         self.published = self._publish()
         return self.published

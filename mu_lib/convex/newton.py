@@ -1,17 +1,18 @@
-"""Guo et al. (2020), certified removal: one-step Newton removal, its residual bounds, the budget
-and the :class:`CertifiedRemover` session.
+"""Guo et al. (2020), certified removal: one-step Newton removal, its residual bounds and the
+budget (the session that uses them is :class:`mu_lib.convex.remover.CertifiedRemover`).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from mu_lib.convex import _solve
+from mu_lib.convex.calibration import check_calibration, gaussian_ratio
 from mu_lib.convex.objective import (
     GAMMA,
     GRADIENT_BOUND,
@@ -22,15 +23,9 @@ from mu_lib.convex.objective import (
     _check_positive,
     _check_vector,
     _grad_curv,
-    _locate,
-    fit,
-    gradient_residual,
 )
 
-__all__ = [
-    "spectral_norm", "worst_case_bound", "NewtonRemoval", "newton_remove", "gaussian_c", "removal_budget",
-    "RemovalStep", "CertifiedRemover"
-]
+__all__ = ["spectral_norm", "worst_case_bound", "NewtonRemoval", "newton_remove", "gaussian_c", "removal_budget"]
 
 # ----------------------------------------------------------------------------------------------
 # Guo et al.: one-step Newton removal and its bounds
@@ -94,9 +89,14 @@ class NewtonRemoval:
         removed: the removed indices (into the rows given).
         step: the Newton step ``H^{-1} Delta``.
         data_dependent_bound: ``gamma ||X'||_2 ||H^{-1} Delta|| ||X' H^{-1} Delta||`` (Corollary 1),
-            with X' the remaining rows and the exact spectral norm.
+            with X' the remaining rows and their exact spectral norm, or the upper bound of it
+            that was passed as ``spectral_norm``.
         worst_case_bound: :func:`worst_case_bound` for these n and m.
         gram: ``X'^T X'`` of the remaining rows when a ``gram`` was given (downdated), else ``None``.
+        solve_residual: ``||H' step - Delta||``, the residual of the linear solve (rounding for a
+            direct solve; at most 1e-12 ||Delta|| after refinement with a cached factorisation).
+            The gradient residual after the step is at most ``bound``.
+        spectral_norm: the value of ``||X'||_2`` (or its upper bound) used in the bound.
     """
 
     w: np.ndarray
@@ -105,6 +105,13 @@ class NewtonRemoval:
     data_dependent_bound: float
     worst_case_bound: float
     gram: np.ndarray | None = None
+    solve_residual: float = 0.0
+    spectral_norm: float = math.nan
+
+    @property
+    def bound(self) -> float:
+        """What the removal is charged: ``data_dependent_bound + solve_residual``."""
+        return self.data_dependent_bound + self.solve_residual
 
 
 def _check_square(name: str, A: np.ndarray | None, d: int) -> np.ndarray | None:
@@ -120,7 +127,9 @@ def _check_square(name: str, A: np.ndarray | None, d: int) -> np.ndarray | None:
 
 def newton_remove(w: np.ndarray, X: np.ndarray, y: np.ndarray, remove: int | Sequence[int] | np.ndarray, *,
                   lam: float, loss: Loss = "logistic", b: np.ndarray | None = None,
-                  hessian: np.ndarray | None = None, gram: np.ndarray | None = None) -> NewtonRemoval:
+                  hessian: np.ndarray | None = None, gram: np.ndarray | None = None,
+                  factor: tuple[np.ndarray, bool] | None = None, spectral_norm: float | None = None
+                  ) -> NewtonRemoval:
     """Remove one point or a batch with one Newton step (Guo et al., Sec. 3), with residual bounds.
 
     With ``w`` the minimiser of ``L_b(.; D)`` and D' = D minus the m removed points,
@@ -136,12 +145,18 @@ def newton_remove(w: np.ndarray, X: np.ndarray, y: np.ndarray, remove: int | Seq
     the removal is retraining on D' with the same b and the regulariser ``lam (n - m) / 2``, e.g.
     ``fit_logistic(X[keep], y[keep], lam=lam, b=b)``. For the squared loss the step is exact.
 
-    Cost: forming H and the Gram matrix of X' for the spectral norm takes O(n d^2). Guo
-    et al. count the Hessian as computed offline, at training time: pass ``hessian`` (the Hessian
-    of L on all n rows at this ``w``) and ``gram`` (``X^T X`` of all n rows) and both are downdated
-    by the removed rows (O(m d^2)); the spectral norm is then the square root of the largest
-    eigenvalue of the d x d downdated Gram matrix (exact, not power iteration), and a removal
-    costs O(d^3 + n d).
+    Cost. Without cached quantities, forming H and the spectral norm of X' take O(n d^2). Guo et
+    al. count the Hessian as computed offline, at training time; with what was computed then, a
+    removal costs O(m d^2 + d^2 + n d):
+
+    * ``hessian`` (the Hessian of L on all n rows at this ``w``) is downdated by the removed rows;
+    * ``factor`` (``scipy.linalg.cho_factor(hessian)``) solves the downdated system without a new
+      O(d^3) factorisation (Woodbury for the removed rows, iterative refinement for the
+      regulariser's shift); the solve's residual is reported and charged (``solve_residual``);
+    * ``spectral_norm`` (``spectral_norm(X)`` of the training rows) replaces ``||X'||_2`` in the
+      bound: removing rows never increases the spectral norm, so it stays a valid upper bound
+      after any removals. Without it, ``gram`` (``X.T @ X``) is downdated and its largest
+      eigenvalue computed (O(d^3)), or the norm of X' is computed from scratch.
 
     Args:
         w: the current weights (the minimiser of ``L_b`` on the rows given).
@@ -154,6 +169,8 @@ def newton_remove(w: np.ndarray, X: np.ndarray, y: np.ndarray, remove: int | Seq
             step nor the bounds need it (the worst-case bound uses ``b_eff``, computed from ``w``).
         hessian: optional ``hessian(w, X, y, lam=lam, loss=loss)``, computed beforehand.
         gram: optional ``X.T @ X``, computed beforehand.
+        factor: optional ``cho_factor(hessian)`` (needs ``hessian``).
+        spectral_norm: optional upper bound on ``||X||_2`` (e.g. of the training rows).
 
     Returns:
         A :class:`NewtonRemoval`.
@@ -172,37 +189,86 @@ def newton_remove(w: np.ndarray, X: np.ndarray, y: np.ndarray, remove: int | Seq
     lam = _check_positive("lam", lam)
     n, d = X.shape
     w = _check_vector("w", w, d, allow_none=False)
-    b = _check_vector("b", b, d)
+    _check_vector("b", b, d)
     hessian = _check_square("hessian", hessian, d)
     gram = _check_square("gram", gram, d)
+    if factor is not None and hessian is None:
+        raise ValueError("factor is the Cholesky factorisation of `hessian`: pass both")
+    if spectral_norm is not None:
+        spectral_norm = _check_positive("spectral_norm", spectral_norm)
     idx = _check_indices(remove, n)
+    return _newton_step(w, X, y, idx, lam=lam, loss=loss, hessian=hessian, gram=gram, factor=factor,
+                        norm=spectral_norm)
+
+
+def _newton_step(w: np.ndarray, X: np.ndarray, y: np.ndarray, idx: np.ndarray, *, lam: float, loss: str,
+                 hessian: np.ndarray | None = None, gram: np.ndarray | None = None,
+                 factor: tuple[np.ndarray, bool] | None = None, norm: float | None = None,
+                 solver: tuple | None = None) -> NewtonRemoval:
+    """:func:`newton_remove` on validated inputs. ``solver`` (used by :class:`CertifiedRemover`)
+    is ``(apply_inverse, max_iter, on_factor)``: refine with that approximate inverse and the exact
+    Hessian products at ``w`` (O(n d) each); if that stalls, factorise H and pass the
+    factorisation to ``on_factor``."""
+    n = X.shape[0]
     keep = np.ones(n, dtype=bool)
     keep[idx] = False
     Xr, m = X[idx], idx.size
-    g, h = _grad_curv(w, X, y, loss, curvature_rows=None if hessian is None else idx)
+    need_all_curvatures = hessian is None
+    g, h = _grad_curv(w, X, y, loss, curvature_rows=None if need_all_curvatures else idx)
     delta = m * lam * w + Xr.T @ g[idx]
+    shift = lam * (n - m)
+    step = None
     if hessian is None:
-        H = X.T @ ((h * keep)[:, None] * X)
-        H[np.diag_indices_from(H)] += lam * (n - m)
+        hk = h * keep
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            return X.T @ (hk * (X @ v)) + shift * v
+
+        if solver is not None:
+            step, residual, ok = _solve.refine(solver[0], matvec, delta, max_iter=solver[1])
+            step = step if ok else None
+        if step is None:
+            H = X.T @ (hk[:, None] * X)
+            H[np.diag_indices_from(H)] += shift
+            fac = cho_factor(H)
+            step = cho_solve(fac, delta)
+            residual = float(np.linalg.norm(matvec(step) - delta))
+            if solver is not None:
+                solver[2](fac)
     else:  # h holds the curvatures of the removed rows only
-        H = hessian - Xr.T @ (h[:, None] * Xr)
-        H[np.diag_indices_from(H)] -= m * lam
-    step = cho_solve(cho_factor(H), delta)
+        U = Xr * np.sqrt(h)[:, None]
+
+        def matvec(v: np.ndarray) -> np.ndarray:
+            return hessian @ v - U.T @ (U @ v) - (m * lam) * v
+
+        if factor is not None:
+            step, residual, ok = _solve.refine(_solve.woodbury_inverse(factor, U), matvec, delta, max_iter=50)
+            step = step if ok else None
+        if step is None:
+            H = hessian - U.T @ U
+            H[np.diag_indices_from(H)] -= m * lam
+            step = cho_solve(cho_factor(H), delta)
+            residual = float(np.linalg.norm(matvec(step) - delta))
     gram_k = None if gram is None else gram - Xr.T @ Xr
     gamma = GAMMA[loss]
-    bound = 0.0
+    bound, norm_k = 0.0, math.nan
     if gamma > 0:
-        norm_k = spectral_norm(X[keep]) if gram_k is None else _spectral_norm_from_gram(gram_k)
+        if norm is not None:
+            norm_k = norm
+        else:
+            norm_k = spectral_norm(X[keep]) if gram_k is None else _spectral_norm_from_gram(gram_k)
         bound = gamma * norm_k * float(np.linalg.norm(step)) * float(np.linalg.norm((X @ step)[keep]))
     # w is the exact minimiser of L_{b_eff} with b_eff = b - grad L_b(w; D) (= b when w is exact).
     b_eff = -(X.T @ g + lam * n * w)
     worst = worst_case_bound(n=n, m=m, lam=lam, loss=loss, b_norm=float(np.linalg.norm(b_eff)))
     return NewtonRemoval(w=w + step, removed=idx, step=step, data_dependent_bound=bound, worst_case_bound=worst,
-                         gram=gram_k)
+                         gram=gram_k, solve_residual=float(residual), spectral_norm=float(norm_k))
 
 
 def gaussian_c(delta: float) -> float:
     """Guo et al.'s constant ``c = sqrt(2 ln(1.5 / delta))`` of the Gaussian loss perturbation.
+
+    It enters the classic budget ``sigma eps / c`` (``removal_budget(..., calibration="classic")``).
 
     Example:
         >>> round(gaussian_c(1e-4), 4)
@@ -213,153 +279,28 @@ def gaussian_c(delta: float) -> float:
     return math.sqrt(2.0 * math.log(1.5 / delta))
 
 
-def removal_budget(*, sigma: float, eps: float, delta: float) -> float:
-    """The gradient-residual budget ``sigma eps / c`` of (eps, delta)-certified removal (Guo et al.).
+def removal_budget(*, sigma: float, eps: float, delta: float, calibration: str = "exact") -> float:
+    """The gradient-residual budget of (eps, delta)-certified removal with ``b ~ N(0, sigma^2 I)``.
 
-    With ``b ~ N(0, sigma^2 I)`` removals are (eps, delta)-certified as long as the accumulated
-    residual bound stays at or below ``sigma eps / c``, ``c = sqrt(2 ln(1.5/delta))``.
+    Guo et al.'s argument: after removals whose residual bounds sum to beta, the published weights
+    are the exact minimiser of the objective with the perturbation ``b - u``, ``||u|| <= beta``, so
+    they are as indistinguishable from a retrained model as b is from a shift of b by at most
+    beta: a Gaussian mechanism with sensitivity beta.
+
+    * ``"exact"`` (default): the largest beta for which that mechanism is (eps, delta)-
+      indistinguishable, ``sigma r*(eps, delta)`` with ``r*`` from
+      :func:`mu_lib.convex.calibration.gaussian_ratio` (Balle and Wang 2018), rounded down; valid
+      for every eps > 0, and 1.3 to 1.8 times the classic budget for eps <= 1.
+    * ``"classic"``: Guo et al.'s ``sigma eps / c``, ``c = sqrt(2 ln(1.5/delta))``. Its true delta
+      exceeds the requested one for large eps (at eps = 10, delta = 1e-4 it is 2.2e-4).
 
     Example:
-        >>> round(removal_budget(sigma=10, eps=1, delta=1e-4), 4)
+        >>> round(removal_budget(sigma=10, eps=1, delta=1e-4, calibration="classic"), 4)
         2.2803
+        >>> round(removal_budget(sigma=10, eps=1, delta=1e-4), 4)
+        3.139
     """
-    return _check_positive("sigma", sigma) * _check_positive("eps", eps) / gaussian_c(delta)
-
-
-@dataclass(frozen=True)
-class RemovalStep:
-    """One request handled by :class:`CertifiedRemover`.
-
-    Attributes:
-        ids: original indices of the removed points.
-        bound: data-dependent bound of the Newton step (also reported when it triggered a retrain).
-        worst_case: the worst-case bound of the step.
-        beta: the accumulated bound after the request (restarted after a retrain).
-        retrained: whether the request made the remover retrain from scratch.
-        seconds: wall time of the request.
-    """
-
-    ids: np.ndarray
-    bound: float
-    worst_case: float
-    beta: float
-    retrained: bool
-    seconds: float
-
-
-class CertifiedRemover:
-    """(eps, delta)-certified removal by loss perturbation and Newton steps (Guo et al., Alg. 2).
-
-    Training minimises ``L_b(w; D)`` with ``b ~ N(0, sigma^2 I_d)`` drawn from a seeded NumPy
-    generator. Each removal request takes one Newton step (:func:`newton_remove`) and adds its
-    data-dependent bound to the accumulated bound ``beta``; ``beta`` starts at the optimisation
-    residual ``||grad L_b(w; D)||`` of the fit (so an inexact fit is charged, as the reference
-    recommends). When ``beta`` would exceed ``removal_budget(sigma, eps, delta)``, the Newton step
-    is discarded and the model is retrained from scratch on the remaining data with a freshly
-    drawn ``b``, and ``beta`` restarts from that fit's residual (below 1e-10, i.e. 0 in practice).
-
-    As in Guo et al.'s code, every Newton step forms the Hessian at the current weights on the
-    remaining data (O(n d^2)); the Gram matrix ``X^T X`` that the exact spectral norm needs is kept
-    and downdated (O(m d^2)).
-
-    Args:
-        X, y: the training data (rows with ``||x_i|| <= 1``; labels in {-1, +1} for the logistic loss).
-        lam: regularisation strength.
-        sigma: standard deviation of every coordinate of b.
-        eps, delta: the (eps, delta) of the certified removal.
-        loss: ``"logistic"`` or ``"squared"``.
-        seed: seed or NumPy generator of b.
-        retrain: ``False`` keeps taking Newton steps past the budget (to study the bounds); the
-            removals are then certified only while :attr:`certified` is true.
-
-    Attributes:
-        X, y: the remaining data.
-        ids: original indices of the remaining points.
-        w, b: current weights and perturbation.
-        beta: the accumulated bound.
-        budget: ``sigma eps / c``.
-        history: one :class:`RemovalStep` per request.
-        removals_before_retrain: for each retrain, the number of points removed by Newton steps
-            since the previous fit.
-
-    Example:
-        >>> from mu_lib.convex import normalize_rows
-        >>> rng = np.random.default_rng(0)
-        >>> X = normalize_rows(rng.normal(size=(300, 4)))
-        >>> y = np.where(X[:, 0] > 0, 1.0, -1.0)
-        >>> rm = CertifiedRemover(X, y, lam=1e-2, sigma=1.0, eps=1.0, delta=1e-4, seed=0)
-        >>> for i in range(5):
-        ...     _ = rm.remove(i)
-        >>> rm.n, bool(rm.beta <= rm.budget)
-        (295, True)
-    """
-
-    def __init__(self, X: np.ndarray, y: np.ndarray, *, lam: float, sigma: float, eps: float, delta: float,
-                 loss: Loss = "logistic", seed: int | np.random.Generator = 0, retrain: bool = True) -> None:
-        self.X, self.y = _check_data(X, y, loss)
-        self.retrain = bool(retrain)
-        self.lam = _check_positive("lam", lam)
-        self.sigma = _check_positive("sigma", sigma)
-        self.eps = _check_positive("eps", eps)
-        self.delta = float(delta)
-        self.loss = loss
-        self.budget = removal_budget(sigma=sigma, eps=eps, delta=delta)
-        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        self.ids = np.arange(self.X.shape[0])
-        self.gram = self.X.T @ self.X  # downdated at every removal, as in Guo et al.'s code
-        self.history: list[RemovalStep] = []
-        self.removals_before_retrain: list[int] = []
-        self._since_fit = 0
-        self._train()
-
-    @property
-    def n(self) -> int:
-        """Number of remaining points."""
-        return int(self.X.shape[0])
-
-    @property
-    def retrains(self) -> int:
-        """Number of retrains triggered by the budget (the initial fit excluded)."""
-        return len(self.removals_before_retrain)
-
-    def _train(self) -> None:
-        self.b = self.sigma * self.rng.standard_normal(self.X.shape[1])
-        self.w = fit(self.X, self.y, lam=self.lam, loss=self.loss, b=self.b)
-        self.beta = gradient_residual(self.w, self.X, self.y, lam=self.lam, loss=self.loss, b=self.b)
-        self._since_fit = 0
-
-    def remove(self, ids: int | Sequence[int] | np.ndarray) -> RemovalStep:
-        """Remove points given by their *original* indices (one request, one Newton step).
-
-        Raises:
-            ValueError: for unknown, already removed or duplicated indices, or for removing every
-                remaining point.
-        """
-        start = time.perf_counter()
-        pos = _locate(self.ids, ids)
-        removed_ids = self.ids[pos]
-        step = newton_remove(self.w, self.X, self.y, pos, lam=self.lam, loss=self.loss, b=self.b, gram=self.gram)
-        keep = np.ones(self.n, dtype=bool)
-        keep[step.removed] = False
-        self.X, self.y, self.ids, self.gram = self.X[keep], self.y[keep], self.ids[keep], step.gram
-        retrained = self.retrain and self.beta + step.data_dependent_bound > self.budget
-        if retrained:
-            self.removals_before_retrain.append(self._since_fit)
-            self._train()
-        else:
-            self.w = step.w
-            self.beta += step.data_dependent_bound
-            self._since_fit += int(pos.size)
-        record = RemovalStep(ids=removed_ids, bound=step.data_dependent_bound, worst_case=step.worst_case_bound,
-                             beta=self.beta, retrained=bool(retrained), seconds=time.perf_counter() - start)
-        self.history.append(record)
-        return record
-
-    @property
-    def certified(self) -> bool:
-        """Whether the accumulated bound is within the budget (always true when ``retrain``)."""
-        return self.beta <= self.budget
-
-    def residual(self) -> float:
-        """The exact gradient residual ``||grad L_b(w; D_now)||`` (never above ``beta``)."""
-        return gradient_residual(self.w, self.X, self.y, lam=self.lam, loss=self.loss, b=self.b)
+    sigma, eps = _check_positive("sigma", sigma), _check_positive("eps", eps)
+    if check_calibration(calibration) == "classic":
+        return sigma * eps / gaussian_c(delta)
+    return sigma * gaussian_ratio(eps=eps, delta=delta)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
+from mu_lib.convex.calibration import check_calibration, gaussian_ratio
 from mu_lib.convex.objective import GAMMA, Loss, _check_data, _check_positive, _hess, _per_example, fit
 
 __all__ = ["SekhariState", "SekhariResult", "sekhari_fit", "sekhari_downdate", "sekhari_noise", "sekhari_unlearn"]
@@ -97,14 +98,18 @@ def sekhari_downdate(state: SekhariState, X_removed: np.ndarray, y_removed: np.n
     return H / (state.n - m)
 
 
-def sekhari_noise(*, m: int, n: int, lam: float, eps: float, delta: float, M: float = 0.25, L: float = 2.0
-                  ) -> tuple[float, float]:
+def sekhari_noise(*, m: int, n: int, lam: float, eps: float, delta: float, M: float = 0.25, L: float = 2.0,
+                  calibration: str = "exact") -> tuple[float, float]:
     """``(gamma, sigma)`` of Sekhari et al.'s Algorithm 1 for m deletions out of n.
 
     ``gamma = 2 M m^2 L^2 / (lam^3 n^2)`` bounds ``||w_bar - w_retrain||`` (the exponent of lam is
     3: ``||w_hat - w_retrain|| <= 2 m L / (lam n)`` for ``m <= n/2``, and the Newton error is at
-    most ``M / (2 lam)`` times its square); ``sigma = (gamma / eps) sqrt(2 ln(1.25 / delta))`` is the
-    classic Gaussian mechanism (Dwork and Roth, stated for eps < 1).
+    most ``M / (2 lam)`` times its square). The noise hides a shift of norm gamma:
+
+    * ``"exact"`` (default): ``sigma = gamma / r*(eps, delta)``, the analytic Gaussian mechanism
+      (Balle and Wang 2018; :func:`mu_lib.convex.calibration.gaussian_ratio`), valid for every eps;
+    * ``"classic"``: the paper's ``sigma = (gamma / eps) sqrt(2 ln(1.25 / delta))``, the classic
+      Gaussian mechanism (Dwork and Roth, proved for eps < 1).
 
     Args:
         m: number of deleted points (at most n/2).
@@ -112,15 +117,18 @@ def sekhari_noise(*, m: int, n: int, lam: float, eps: float, delta: float, M: fl
         lam: strong convexity of every f (the regularisation strength).
         eps, delta: the unlearning guarantee.
         M: Hessian-Lipschitz constant of f. For the logistic loss with ``||x|| <= 1`` it is
-            ``max|loss'''| = 1/(6 sqrt 3)``; the default 1/4 is the conservative value that
-            :data:`GAMMA` uses for Guo et al. Use 0 for the squared loss.
+            the largest third derivative ``1/(6 sqrt 3)``; the default 1/4 is the conservative value
+            that :data:`GAMMA` uses for Guo et al. Use 0 for the squared loss.
         L: Lipschitz constant of f where the minimisers live: for the logistic loss
             ``1 + lam ||w|| <= 1 + lam (1/lam) = 2``.
+        calibration: ``"exact"`` or ``"classic"``.
 
     Example:
-        >>> g, s = sekhari_noise(m=1, n=100, lam=0.1, eps=1.0, delta=1e-5, M=0.25, L=2.0)
+        >>> g, s = sekhari_noise(m=1, n=100, lam=0.1, eps=1.0, delta=1e-5, M=0.25, L=2.0, calibration="classic")
         >>> round(g, 6), round(s / g, 4)  # 2 * 0.25 * 4 / (1e-3 * 1e4), sqrt(2 ln 125000)
         (0.2, 4.8448)
+        >>> round(sekhari_noise(m=1, n=100, lam=0.1, eps=1.0, delta=1e-5)[1] / g, 4)  # 1 / r*(1, 1e-5)
+        3.7306
     """
     if not (isinstance(n, (int, np.integer)) and isinstance(m, (int, np.integer)) and 0 < m and 2 * m <= n):
         raise ValueError(f"need integers 0 < m <= n/2, got m={m!r}, n={n!r}")
@@ -131,12 +139,14 @@ def sekhari_noise(*, m: int, n: int, lam: float, eps: float, delta: float, M: fl
     if not (math.isfinite(M) and M >= 0 and math.isfinite(L) and L > 0):
         raise ValueError(f"need M >= 0 and L > 0, got M={M!r}, L={L!r}")
     gamma = 2.0 * M * m**2 * L**2 / (lam**3 * n**2)
-    return gamma, gamma / eps * math.sqrt(2.0 * math.log(1.25 / delta))
+    if check_calibration(calibration) == "classic":
+        return gamma, gamma / eps * math.sqrt(2.0 * math.log(1.25 / delta))
+    return gamma, gamma / gaussian_ratio(eps=eps, delta=delta)
 
 
 def sekhari_unlearn(state: SekhariState, X_removed: np.ndarray, y_removed: np.ndarray, *, eps: float,
                     delta: float, M: float | None = None, L: float = 2.0,
-                    seed: int | np.random.Generator = 0) -> SekhariResult:
+                    seed: int | np.random.Generator = 0, calibration: str = "exact") -> SekhariResult:
     """Sekhari et al.'s Algorithm 1: a Newton step from the stored Hessian, then Gaussian noise.
 
     ``w_bar = w_hat + (1/(n-m)) H_hat^{-1} sum_{z in U} grad f(w_hat, z)`` with ``H_hat`` from
@@ -152,6 +162,7 @@ def sekhari_unlearn(state: SekhariState, X_removed: np.ndarray, y_removed: np.nd
         M: Hessian-Lipschitz constant (default: 1/4 for the logistic loss, 0 for the squared loss).
         L: Lipschitz constant (see :func:`sekhari_noise`).
         seed: seed or generator of the noise.
+        calibration: ``"exact"`` or ``"classic"`` (see :func:`sekhari_noise`).
 
     Example:
         >>> from mu_lib.convex import fit_ridge, normalize_rows
@@ -170,7 +181,8 @@ def sekhari_unlearn(state: SekhariState, X_removed: np.ndarray, y_removed: np.nd
     w_bar = state.w + cho_solve(cho_factor(H), grad_sum) / (state.n - m)
     if M is None:
         M = 0.0 if state.loss == "squared" else GAMMA["logistic"]
-    gamma, sigma = sekhari_noise(m=m, n=state.n, lam=state.lam, eps=eps, delta=delta, M=M, L=L)
+    gamma, sigma = sekhari_noise(m=m, n=state.n, lam=state.lam, eps=eps, delta=delta, M=M, L=L,
+                                 calibration=calibration)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     noise = sigma * rng.standard_normal(w_bar.shape[0]) if sigma > 0 else np.zeros_like(w_bar)
     return SekhariResult(w=w_bar + noise, w_bar=w_bar, gamma=gamma, sigma=sigma)
