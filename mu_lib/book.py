@@ -212,14 +212,30 @@ def repository(config: str | os.PathLike = "_config.yml") -> tuple[str, str]:
 def install_cell_source(config: str | os.PathLike = "_config.yml") -> str:
     """Source of every chapter's first code cell: install ``mu_lib`` when running in Colab.
 
-    Colab brings its own torch and torchvision, and the package accepts them (lower bounds only),
-    so only ``mu_lib`` and its lighter dependencies are installed.
+    Colab brings its own torch and torchvision (built for its GPU), and the package accepts them
+    (lower bounds only). The cell also pins them to the versions already installed, so that pip's
+    resolver can never replace them: it installs ``mu_lib`` and whichever of its lighter
+    dependencies are missing, and if a dependency needed another torch it would stop with a
+    conflict instead of downloading one (``tests/test_install.py`` checks this with pip's
+    resolver in dry-run mode).
+
+    Example:
+        >>> src = install_cell_source(Path(__file__).resolve().parents[1] / "_config.yml")
+        >>> "torch=={torch.__version__}" in src and "%pip install" in src
+        True
     """
     url, branch = repository(config)
-    return ("# Colab only: install mu_lib from the book's repository (Colab already has torch).\n"
+    return ("# Colab only: install mu_lib from the book's repository over Colab's own torch and\n"
+            "# torchvision, pinned to the installed versions so that pip never replaces them.\n"
             "import sys\n"
+            "\n"
             "if \"google.colab\" in sys.modules:\n"
-            f"    %pip install -q \"mu_lib @ git+{url}@{branch}\"")
+            "    import torch\n"
+            "    import torchvision\n"
+            "\n"
+            f"    repo = \"git+{url}@{branch}\"\n"
+            "    keep = f\"torch=={torch.__version__} torchvision=={torchvision.__version__}\"\n"
+            "    %pip install -q \"mu_lib @ {repo}\" {keep}")
 
 
 def colab_badge(chapter: str | os.PathLike, config: str | os.PathLike = "_config.yml") -> str:
@@ -315,7 +331,7 @@ def _main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     run_p = sub.add_parser("run", help="execute a chapter headless and print its time and glued values")
     run_p.add_argument("chapter")
-    run_p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "gpu", "full"])
+    run_p.add_argument("--profile", default="smoke", choices=list(runtime.PROFILES))
     sync_p = sub.add_parser("sync", help="align Colab badges and install cells with _config.yml")
     sync_p.add_argument("--check", action="store_true", help="report only; exit 1 if anything disagrees")
     new_p = sub.add_parser("new", help="create a chapter from the template")

@@ -2,14 +2,20 @@
 
 Every dataset is held in memory as one float tensor of images and one tensor of labels, which
 makes mini-batching a matter of indexing (:class:`TensorLoader`) and keeps training fast on both
-CPU and GPU. Three datasets are built in:
+CPU and GPU. These datasets are built in:
 
 * ``digits``: scikit-learn's 1,797 handwritten digits, 8x8 (ships with scikit-learn);
 * ``animal_shapes``: 10,000 animal silhouettes, 28x28, 10 balanced classes (ships with the
   ``animal-shape-mnist`` package; read directly from its files);
 * ``cifar10`` and ``mnist``: downloaded by torchvision into a cache directory on first use. The
   download happens only when one of these is loaded, never at import time, and fails with a
-  clear :class:`DatasetUnavailableError` when offline.
+  clear :class:`DatasetUnavailableError` when offline;
+* ``cifar10_like``: 6,000 generated 3x32x32 images in 10 classes (5,000 for training, an official
+  test split of 1,000), with CIFAR-10's normalisation and augmentation; it stands in for CIFAR-10
+  where nothing may be downloaded (the ``gpu_smoke`` profile of the tests).
+
+A dataset is moved to a device once (:meth:`Dataset.on`) and indexed there: on a GPU, batches
+never cross from the host.
 
 Example:
     >>> from mu_lib import data
@@ -45,6 +51,7 @@ __all__ = [
     "Splits",
     "TensorLoader",
     "PARTS",
+    "MEMORIZATION_LEVELS",
     "available",
     "cache_dir",
     "load_dataset",
@@ -112,6 +119,32 @@ class Dataset:
         test = "none" if self.official_test is None else str(len(self.official_test))
         return (f"Dataset({self.name!r}, n={len(self)}, shape={tuple(self.x.shape[1:])}, "
                 f"classes={self.num_classes}, official_test={test})")
+
+    def on(self, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels on ``device``: copied there on the first call, then cached.
+
+        Example:
+            >>> ds = load_dataset("digits")
+            >>> ds.on("cpu")[0] is ds.x
+            True
+        """
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        if dev == self.x.device:
+            return self.x, self.y
+        cache = self.__dict__.setdefault("_on_device", {})  # a frozen dataclass: bypass __setattr__
+        if str(dev) not in cache:
+            cache[str(dev)] = (self.x.to(dev), self.y.to(dev))
+        return cache[str(dev)]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_on_device", None)  # device copies stay where they are (Ray ships datasets)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the standardisation: map images of this dataset back to [0, 1] pixel units."""
@@ -202,6 +235,46 @@ def _load_cifar10(download: bool = True) -> Dataset:
                         official_test=np.arange(n_train, len(labels)), augment="crop_flip")
 
 
+CIFAR10_LIKE_SEED = 20231
+"""Seed of the generated ``cifar10_like`` images (fixed: the dataset is the same everywhere)."""
+
+
+def _load_cifar10_like(n_train: int = 5000, n_test: int = 1000) -> Dataset:
+    """Generated CIFAR-shaped images with a learnable signal (never downloaded; deterministic).
+
+    Each class has a smooth random colour pattern (4x4 Gaussian noise upsampled bicubically to
+    32x32). An image is mid-grey plus its class's pattern at a random amplitude in [0.05, 0.15],
+    half that of another class's pattern, both at a random circular shift of up to 4 pixels and
+    mirrored at random (so crops and flips are natural augmentations), a smooth background (8x8
+    noise upsampled, standard deviation 0.25) and pixel noise (0.1); pixels are clipped to [0, 1]
+    and quantised to 8 bits like a photograph. A linear model fits 600 images perfectly and gets
+    about 60 % of the test set right; a small CNN learns it gradually, so both memorization and
+    generalisation show.
+    """
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(CIFAR10_LIKE_SEED)
+    n, k = n_train + n_test, len(CIFAR10_CLASSES)
+    coarse = torch.from_numpy(rng.standard_normal((k, 3, 4, 4)).astype(np.float32))
+    pattern = F.interpolate(coarse, size=(32, 32), mode="bicubic", align_corners=False)
+    pattern = (pattern - pattern.mean(dim=(1, 2, 3), keepdim=True)) / pattern.std(dim=(1, 2, 3), keepdim=True)
+    shifts = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)]
+    variants = torch.stack([torch.roll(pattern, sh, dims=(2, 3)) for sh in shifts], 1)  # [k, 81, 3, 32, 32]
+    variants = torch.cat([variants, variants.flip(-1)], 1).numpy()  # and their mirror images
+    labels = rng.permutation(np.arange(n) % k)
+    other = (labels + rng.integers(1, k, size=n)) % k
+    amp = rng.uniform(0.05, 0.15, size=n).astype(np.float32)[:, None, None, None]
+    first, second = rng.integers(0, variants.shape[1], size=(2, n))
+    signal = variants[labels, first] + 0.5 * variants[other, second]
+    background = torch.from_numpy(rng.standard_normal((n, 3, 8, 8)).astype(np.float32))
+    background = F.interpolate(background, size=(32, 32), mode="bilinear", align_corners=False).numpy()
+    pixels = 0.5 + amp * signal + 0.25 * background + 0.1 * rng.standard_normal((n, 3, 32, 32), dtype=np.float32)
+    pixels = np.round(np.clip(pixels, 0.0, 1.0) * 255.0) / 255.0
+    classes = tuple(f"pattern {c}" for c in range(k))
+    return _standardise(pixels, "cifar10_like", classes, labels, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                        official_test=np.arange(n_train, n), augment="crop_flip")
+
+
 def _load_mnist(download: bool = True) -> Dataset:
     root = cache_dir()
     train, test = _torchvision_download("MNIST", root, download, "MNIST/raw files")
@@ -216,6 +289,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": _load_digits,
     "animal_shapes": _load_animal_shapes,
     "cifar10": _load_cifar10,
+    "cifar10_like": _load_cifar10_like,
     "mnist": _load_mnist,
 }
 _DOWNLOADED = {"cifar10", "mnist"}
@@ -280,10 +354,11 @@ class TensorLoader:
         y: labels ``[N]``.
         batch_size: examples per batch.
         shuffle: reshuffle at every pass, using ``generator``.
-        generator: a seeded ``torch.Generator`` (on the CPU) for shuffling and augmentation.
+        generator: a seeded ``torch.Generator`` for shuffling and augmentation; its draws happen
+            on its own device, so a generator on the data's device never waits for the host.
         drop_last: drop the last incomplete batch.
         augment: ``"crop_flip"`` for random 4-pixel-padded crops and horizontal flips, or ``None``.
-        device: where the batches are moved.
+        device: where the data lives; ``x`` and ``y`` are moved there once, at construction.
 
     Example:
         >>> x, y = torch.randn(10, 1, 4, 4), torch.arange(10)
@@ -301,13 +376,13 @@ class TensorLoader:
             raise ValueError(f"x and y disagree in length: {x.shape[0]} vs {y.shape[0]}")
         if augment not in (None, "crop_flip"):
             raise ValueError(f"unknown augmentation {augment!r}; use 'crop_flip' or None")
-        self.x, self.y = x, y
+        self.device = torch.device(device) if device is not None else x.device
+        self.x, self.y = x.to(self.device), y.to(self.device)  # resident: one copy, not one per batch
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.drop_last = drop_last
         self.augment = augment
-        self.device = torch.device(device) if device is not None else x.device
 
     def __len__(self) -> int:
         n = self.x.shape[0]
@@ -319,14 +394,16 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = self.x.shape[0]
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        order = order.to(self.x.device)
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=self.generator.device).to(self.x.device)
+        else:
+            order = torch.arange(n, device=self.x.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             xb, yb = self.x[idx], self.y[idx]
             if self.augment == "crop_flip":
                 xb = crop_flip(xb, generator=self.generator)
-            yield xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+            yield xb, yb
 
 
 def crop_flip(x: torch.Tensor, *, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
@@ -338,9 +415,10 @@ def crop_flip(x: torch.Tensor, *, generator: torch.Generator, padding: int = 4) 
     """
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+    at = generator.device  # draw where the generator lives (the data's device on the fast path)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=at).to(x.device)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=at).to(x.device)
+    flip = (torch.rand(n, generator=generator, device=at) < 0.5).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # [n, h]
     cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # [n, w]
     cols = torch.where(flip[:, None], cols.flip(1), cols)
@@ -412,12 +490,11 @@ class Splits:
         return {p: int(len(self.indices(p))) for p in PARTS}
 
     def xy(self, part: Part, *, device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and labels of ``part`` (copies, on ``device``)."""
-        idx = torch.from_numpy(self.indices(part))
-        x, y = self.data.x[idx], self.data.y[idx]
-        if device is not None:
-            x, y = x.to(device), y.to(device)
-        return x, y
+        """Images and labels of ``part`` (copies, on ``device``; indexed on the device-resident
+        copy of the dataset, :meth:`Dataset.on`)."""
+        x_all, y_all = self.data.on(device) if device is not None else (self.data.x, self.data.y)
+        idx = torch.from_numpy(self.indices(part)).to(x_all.device)
+        return x_all[idx], y_all[idx]
 
     def loader(self, part: Part, *, batch_size: int, shuffle: bool = False, seed: int = 0,
                augment: bool = False, drop_last: bool = False,
@@ -428,15 +505,16 @@ class Splits:
             part: which examples.
             batch_size: examples per batch.
             shuffle: reshuffle at every pass (seeded by ``seed``).
-            seed: seed of the loader's own generator.
+            seed: seed of the loader's own generator, which lives on ``device`` (on the CPU the
+                draws are those of a CPU generator seeded with ``seed``, as always).
             augment: apply the dataset's training augmentation (if it has one).
             drop_last: drop the last incomplete batch.
-            device: where batches go.
+            device: where the data lives and batches are drawn.
         """
-        x, y = self.xy(part)
+        x, y = self.xy(part, device=device)
         aug = self.data.augment if augment else None
         return TensorLoader(x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, augment=aug,
-                            generator=torch.Generator().manual_seed(int(seed)), device=device)
+                            generator=torch.Generator(device=x.device).manual_seed(int(seed)), device=x.device)
 
     def replace(self, *, description: str | None = None, **parts: np.ndarray) -> Splits:
         """A copy with some index sets replaced (validated again).
@@ -459,10 +537,12 @@ class Splits:
                 f"test={s['test']}, forget set: {self.description})")
 
 
-def make_splits(data: Dataset | str, *, forget: Literal["random", "class", "subpopulation"] = "random",
+def make_splits(data: Dataset | str, *,
+                forget: Literal["random", "class", "subpopulation", "memorization"] = "random",
                 forget_fraction: float = 0.1, forget_class: int | None = None, train_size: int | None = None,
                 val_size: int = 0, test_size: int | None = None, test_fraction: float = 0.2,
-                num_clusters: int = 4, seed: int = 0) -> Splits:
+                num_clusters: int = 4, seed: int = 0, level: str | None = None,
+                memorization: np.ndarray | Callable[[Dataset, np.ndarray], np.ndarray] | None = None) -> Splits:
     """Split a dataset into retain, forget, validation and test index sets.
 
     The test set is the dataset's official test split when it has one (subsampled to
@@ -473,7 +553,14 @@ def make_splits(data: Dataset | str, *, forget: Literal["random", "class", "subp
     * ``"random"``: a uniformly random ``forget_fraction`` of the training examples;
     * ``"class"``: every training example of class ``forget_class``;
     * ``"subpopulation"``: within class ``forget_class``, the largest of ``num_clusters`` k-means
-      clusters of the training images (a coherent sub-group, e.g. one pose of an animal).
+      clusters of the training images (a coherent sub-group, e.g. one pose of an animal);
+    * ``"memorization"``: the ``forget_fraction`` of the training examples with the lowest
+      (``level="low"``), the highest (``"high"``) or the closest to 0.5 (``"medium"``) memorization
+      score, the three forget sets of Zhao et al. (NeurIPS 2024). ``data`` cannot train models, so
+      the scores come from outside: an array over the whole dataset (finite on every training
+      example), or a hook ``memorization(dataset, train_indices) -> scores of those examples``
+      called once the training set is drawn (:func:`mu_lib.mia.memorization_hook` estimates them
+      with shadow models, Feldman and Zhang 2020). Ties are broken at random with ``seed``.
 
     Args:
         data: a :class:`Dataset` or a dataset name.
@@ -487,6 +574,8 @@ def make_splits(data: Dataset | str, *, forget: Literal["random", "class", "subp
         test_fraction: fraction held out for testing when the dataset has no official test split.
         num_clusters: clusters for ``"subpopulation"``.
         seed: seed of every random choice.
+        level: ``"low"``, ``"medium"`` or ``"high"`` (``"memorization"`` only).
+        memorization: the memorization scores, or a hook that computes them (``"memorization"`` only).
 
     Returns:
         The validated :class:`Splits`.
@@ -501,8 +590,15 @@ def make_splits(data: Dataset | str, *, forget: Literal["random", "class", "subp
         (True, True)
     """
     ds = load_dataset(data) if isinstance(data, str) else data
-    if forget not in ("random", "class", "subpopulation"):
-        raise ValueError(f"unknown forget kind {forget!r}; use 'random', 'class' or 'subpopulation'")
+    if forget not in ("random", "class", "subpopulation", "memorization"):
+        raise ValueError(f"unknown forget kind {forget!r}; use 'random', 'class', 'subpopulation' or 'memorization'")
+    if forget == "memorization":
+        if level not in MEMORIZATION_LEVELS:
+            raise ValueError(f"level must be one of {list(MEMORIZATION_LEVELS)} for forget='memorization', "
+                             f"got {level!r}")
+        if memorization is None:
+            raise ValueError("forget='memorization' needs memorization=: the scores over the dataset or a hook "
+                             "(e.g. mu_lib.mia.memorization_hook) that computes them")
     rng = np.random.default_rng(seed)
     n = len(ds)
     if ds.official_test is not None:
@@ -540,6 +636,9 @@ def make_splits(data: Dataset | str, *, forget: Literal["random", "class", "subp
             raise ValueError(f"forget_fraction={forget_fraction} of {len(train)} examples forgets nothing")
         forget_idx = np.sort(rng.choice(train, size=k, replace=False))
         desc = f"random {forget_fraction:.0%}"
+    elif forget == "memorization":
+        forget_idx = _memorization_forget(ds, train, str(level), memorization, forget_fraction, rng)
+        desc = f"{level}-memorization {forget_fraction:.0%}"
     else:
         if forget_class is None or not 0 <= int(forget_class) < ds.num_classes:
             raise ValueError(f"forget_class must be in [0, {ds.num_classes}) for forget={forget!r}, "
@@ -560,6 +659,38 @@ def make_splits(data: Dataset | str, *, forget: Literal["random", "class", "subp
             desc = f"sub-population of class {forget_class} ({name}): largest of {num_clusters} k-means clusters"
     retain = np.setdiff1d(train, forget_idx)
     return Splits(ds, retain=retain, forget=forget_idx, val=np.sort(val), test=np.sort(test), description=desc)
+
+
+MEMORIZATION_LEVELS = ("low", "medium", "high")
+
+
+def _memorization_forget(ds: Dataset, train: np.ndarray, level: str,
+                         memorization: np.ndarray | Callable[[Dataset, np.ndarray], np.ndarray],
+                         forget_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """The forget set of one memorization level (RUM's rule: lowest, closest to 0.5, highest)."""
+    if not 0 < forget_fraction < 1:
+        raise ValueError(f"forget_fraction must be in (0, 1), got {forget_fraction}")
+    k = int(round(forget_fraction * len(train)))
+    if k == 0:
+        raise ValueError(f"forget_fraction={forget_fraction} of {len(train)} examples forgets nothing")
+    if callable(memorization):
+        scores = np.asarray(memorization(ds, train.copy()), dtype=np.float64)
+        if scores.shape != train.shape:
+            raise ValueError(f"the memorization hook returned shape {scores.shape}; it must return one score per "
+                             f"training example ({len(train)})")
+    else:
+        full = np.asarray(memorization, dtype=np.float64)
+        if full.shape != (len(ds),):
+            raise ValueError(f"memorization scores must have one entry per example of {ds.name} ({len(ds)}), "
+                             f"got shape {full.shape}")
+        scores = full[train]
+    bad = np.flatnonzero(~np.isfinite(scores))
+    if bad.size:
+        raise ValueError(f"memorization scores are missing (NaN or inf) for training examples "
+                         f"{train[bad[:5]].tolist()}")
+    order = rng.permutation(len(train))  # random tie-breaking, then a stable sort
+    key = {"low": scores, "high": -scores, "medium": np.abs(scores - 0.5)}[level][order]
+    return np.sort(train[order[np.argsort(key, kind="stable")[:k]]])
 
 
 def mislabel(data: Dataset, indices: np.ndarray, *, seed: int = 0) -> Dataset:

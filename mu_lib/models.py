@@ -9,7 +9,10 @@ small_cnn      two 3x3 conv + max-pool blocks and two linear layers; no batch no
                :func:`mu_lib.train.fit_many` can train many copies at once with ``torch.func``
 resnet18       CIFAR-style ResNet-18: torchvision's ResNet-18 with a 3x3 stride-1 stem and no
                max-pool, as in the SalUn, l1-sparse and SCRUB papers
-resnet9        a fast CIFAR net (the residual "ResNet-9" of the DAWNBench entries)
+resnet9        the fast CIFAR net of the ``gpu`` profile: the residual ResNet-9 of Page's
+               DAWNBench entry (:class:`ResNet9`)
+resnet9_tiny   the same network at a sixteenth of the width (4 to 32 channels): the ``gpu_smoke``
+               profile's model, which runs the gpu code path in seconds on a CPU
 =============  ============================================================================
 
 Example:
@@ -21,12 +24,13 @@ Example:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["available", "make_model", "has_batchnorm", "reinitialize", "SmallCNN", "MLP"]
+__all__ = ["available", "make_model", "has_batchnorm", "reinitialize", "SmallCNN", "MLP", "ResNet9"]
 
 
 class MLP(nn.Sequential):
@@ -90,19 +94,43 @@ def _conv_bn(c_in: int, c_out: int, pool: bool = False) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _resnet9(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
-    net = nn.Sequential(
-        _conv_bn(in_channels, 64),
-        _conv_bn(64, 128, pool=True),
-        _Residual(nn.Sequential(_conv_bn(128, 128), _conv_bn(128, 128))),
-        _conv_bn(128, 256, pool=True),
-        _conv_bn(256, 512, pool=True),
-        _Residual(nn.Sequential(_conv_bn(512, 512), _conv_bn(512, 512))),
-        nn.AdaptiveMaxPool2d(1),
-        nn.Flatten(),
-        nn.Linear(512, num_classes),
-    )
-    return net
+class ResNet9(nn.Sequential):
+    """The residual ResNet-9 of Page's DAWNBench entry ("How to train your ResNet", 2018).
+
+    ``prep`` (conv-BN-ReLU, ``w`` channels), ``layer1`` (``2w``, max-pool, plus a residual block
+    of two conv-BN-ReLU), ``layer2`` (``4w``, max-pool), ``layer3`` (``8w``, max-pool, plus a
+    residual block), a global max-pool, a linear layer without bias and the output scaled by
+    ``logit_scale`` = 0.125, as in that entry (the scale keeps the early logits small at high
+    learning rates). With ``width`` = 64 it is the original (6.6 M parameters); airbench's nets
+    (Jordan 2024) descend from it. Page's later tricks (a frozen whitening layer, ghost batch
+    norm, CELU) are training-speed records, not the architecture, and are left out. Deviation:
+    the global max-pool is adaptive, so other image sizes (e.g. 28x28 grayscale) work too.
+
+    Example:
+        >>> net = ResNet9(in_channels=3, num_classes=10, width=8)
+        >>> net(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, *, width: int = 64, logit_scale: float = 0.125) -> None:
+        w = int(width)
+        if w < 1:
+            raise ValueError(f"width must be positive, got {width}")
+        super().__init__(OrderedDict([
+            ("prep", _conv_bn(in_channels, w)),
+            ("layer1", _conv_bn(w, 2 * w, pool=True)),
+            ("res1", _Residual(nn.Sequential(_conv_bn(2 * w, 2 * w), _conv_bn(2 * w, 2 * w)))),
+            ("layer2", _conv_bn(2 * w, 4 * w, pool=True)),
+            ("layer3", _conv_bn(4 * w, 8 * w, pool=True)),
+            ("res3", _Residual(nn.Sequential(_conv_bn(8 * w, 8 * w), _conv_bn(8 * w, 8 * w)))),
+            ("pool", nn.AdaptiveMaxPool2d(1)),
+            ("flatten", nn.Flatten()),
+            ("fc", nn.Linear(8 * w, num_classes, bias=False)),
+        ]))
+        self.logit_scale = float(logit_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.logit_scale
 
 
 _FACTORIES: dict[str, Callable[[int, int, int], nn.Module]] = {
@@ -110,7 +138,8 @@ _FACTORIES: dict[str, Callable[[int, int, int], nn.Module]] = {
     "mlp": lambda c, k, s: MLP(c * s * s, k),
     "small_cnn": lambda c, k, s: SmallCNN(c, k, s),
     "resnet18": _resnet18,
-    "resnet9": _resnet9,
+    "resnet9": lambda c, k, s: ResNet9(c, k, width=64),
+    "resnet9_tiny": lambda c, k, s: ResNet9(c, k, width=4),
 }
 
 

@@ -2,17 +2,27 @@
 
 One environment variable, ``MU_PROFILE``, picks the scale of every chapter and experiment:
 
-========  =========================================  ==========================================
-profile   where                                      data and scale
-========  =========================================  ==========================================
-smoke     the test suite                             same code paths, tiny sizes, seconds
-cpu       default without CUDA; the rendered book    packaged data (animal shapes, digits)
-gpu       default with CUDA (Colab)                  CIFAR-10 and ResNet-18, minutes
-full      research runs                              CIFAR-10, hundreds of models, hours
-========  =========================================  ==========================================
+=========  =========================================  ============================================
+profile    where                                      data, model and precision
+=========  =========================================  ============================================
+smoke      the test suite                             same code paths, tiny sizes, fp32, seconds
+gpu_smoke  the test suite                             the gpu profile's model family, augmentation
+                                                      and bf16 autocast on generated CIFAR-shaped
+                                                      data (``cifar10_like``), tiny, on the CPU
+cpu        default without CUDA; the rendered book    packaged data (animal shapes, digits), fp32
+gpu        default with CUDA (Colab)                  CIFAR-10, ResNet-9, mixed precision, minutes
+full       research runs                              CIFAR-10, ResNet-18, hundreds of models, hours
+=========  =========================================  ============================================
 
 Chapters read their sizes from the :class:`Profile` returned by :func:`setup` and never branch on
 hardware themselves. Sizes that only one chapter needs are chosen with :meth:`Profile.pick`.
+
+Every training loop of the library (:func:`mu_lib.train.fit`, :func:`~mu_lib.train.fit_many`,
+retraining, every unlearning method, the competition's models) runs through one
+:class:`FastPath`: the profile's ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``)
+decides the autocast dtype, the gradient scaler and the memory format, so that cost ratios compare
+like with like. :func:`setup` makes the profile's precision the default of every loop;
+library users pass ``precision=`` to a loop, or use :func:`use_precision`.
 
 Example:
     >>> from mu_lib import runtime
@@ -37,7 +47,25 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from mu_lib.fastpath import (
+    PRECISIONS,
+    FastPath,
+    Stopwatch,
+    default_precision,
+    fast_path,
+    set_default_precision,
+    synchronize,
+    use_precision,
+)
+
 __all__ = [
+    "PRECISIONS",
+    "FastPath",
+    "fast_path",
+    "default_precision",
+    "use_precision",
+    "Stopwatch",
+    "synchronize",
     "SCHEDULES",
     "Recipe",
     "check_hparams",
@@ -56,7 +84,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-PROFILE_NAMES = ("smoke", "cpu", "gpu", "full")
+PROFILE_NAMES = ("smoke", "gpu_smoke", "cpu", "gpu", "full")
+
+_FALLBACK = {"gpu_smoke": "smoke", "full": "gpu"}
+"""Profiles a chapter need not name in :meth:`Profile.pick`: they take the value of this one."""
 
 
 SCHEDULES = ("constant", "cosine", "linear", "onecycle")
@@ -125,7 +156,7 @@ class Profile:
     """Sizes of one run profile.
 
     Attributes:
-        name: ``"smoke"``, ``"cpu"``, ``"gpu"`` or ``"full"``.
+        name: ``"smoke"``, ``"gpu_smoke"``, ``"cpu"``, ``"gpu"`` or ``"full"``.
         dataset: image dataset of the deep-net chapters (see :func:`mu_lib.data.load_dataset`).
         model: model of the deep-net chapters (see :func:`mu_lib.models.make_model`).
         train_size: number of training examples (retain plus forget) drawn from the dataset;
@@ -139,6 +170,9 @@ class Profile:
         augment: whether training uses random-crop and flip augmentation.
         num_models: models per side in ensembles (shadow models, Monte-Carlo audits).
         convex_dataset: dataset of the convex chapters (``"digits"`` or ``"mnist"``).
+        precision: the precision of every training loop (see :mod:`mu_lib.fastpath`): ``"fp32"``
+            on the CPU profiles, ``"auto"`` (mixed precision on CUDA) on the GPU profiles,
+            ``"bf16"`` for ``gpu_smoke`` (bfloat16 autocast on the CPU).
         device: the device chosen by :func:`setup` (``None`` before setup).
         seed: the seed given to :func:`setup` (``None`` before setup).
     """
@@ -156,18 +190,19 @@ class Profile:
     augment: bool
     num_models: int
     convex_dataset: str
+    precision: str = "fp32"
     device: str | None = None
     seed: int | None = None
 
     def pick(self, **values: Any) -> Any:
         """Return the value given for this profile's name.
 
-        ``full`` falls back to ``gpu`` when it is not given, so that a chapter may name only the
-        three profiles it was written for.
+        ``full`` falls back to ``gpu`` and ``gpu_smoke`` to ``smoke`` when they are not given, so
+        that a chapter may name only the three profiles it was written for.
 
         Args:
             **values: one keyword per profile name: ``smoke``, ``cpu``, ``gpu`` and optionally
-                ``full``.
+                ``full`` and ``gpu_smoke``.
 
         Returns:
             The value for this profile.
@@ -178,14 +213,17 @@ class Profile:
         Example:
             >>> get_profile("cpu").pick(smoke=2, cpu=16, gpu=64)
             16
+            >>> get_profile("gpu_smoke").pick(smoke=2, cpu=16, gpu=64)
+            2
         """
         unknown = sorted(set(values) - set(PROFILE_NAMES))
         if unknown:
             raise ValueError(f"unknown profile name(s) {unknown}; valid names are {list(PROFILE_NAMES)}")
         if self.name in values:
             return values[self.name]
-        if self.name == "full" and "gpu" in values:
-            return values["gpu"]
+        fallback = _FALLBACK.get(self.name)
+        if fallback is not None and fallback in values:
+            return values[fallback]
         raise ValueError(f"no value given for profile {self.name!r}; got values for {sorted(values)}")
 
     @property
@@ -208,27 +246,41 @@ class Profile:
         """The chosen device as a :class:`torch.device` (CPU before :func:`setup`)."""
         return torch.device(self.device or "cpu")
 
+    @property
+    def fast_path(self) -> FastPath:
+        """The :class:`~mu_lib.fastpath.FastPath` of this profile's precision on its device."""
+        return fast_path(self.torch_device, precision=self.precision)
+
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", dataset="animal_shapes", model="small_cnn", train_size=600, val_size=100,
         test_size=300, epochs=2, batch_size=64, lr=0.05, weight_decay=0.0, augment=False,
-        num_models=4, convex_dataset="digits",
+        num_models=4, convex_dataset="digits", precision="fp32",
+    ),
+    # The gpu profile's code path at test size: its model family (ResNet-9 at a sixteenth of the
+    # width, so that a chapter still runs in seconds on two CPU cores), CIFAR-shaped generated
+    # data with CIFAR-10's normalisation and augmentation, and mixed precision (bf16 autocast,
+    # channels-last) on the CPU.
+    "gpu_smoke": Profile(
+        name="gpu_smoke", dataset="cifar10_like", model="resnet9_tiny", train_size=600, val_size=100,
+        test_size=300, epochs=2, batch_size=64, lr=0.05, weight_decay=5e-4, augment=True,
+        num_models=4, convex_dataset="digits", precision="bf16",
     ),
     "cpu": Profile(
         name="cpu", dataset="animal_shapes", model="small_cnn", train_size=1200, val_size=500,
         test_size=2000, epochs=30, batch_size=64, lr=0.05, weight_decay=0.0, augment=False,
-        num_models=32, convex_dataset="digits",
+        num_models=32, convex_dataset="digits", precision="fp32",
     ),
     "gpu": Profile(
-        name="gpu", dataset="cifar10", model="resnet18", train_size=None, val_size=5000,
+        name="gpu", dataset="cifar10", model="resnet9", train_size=None, val_size=5000,
         test_size=None, epochs=12, batch_size=256, lr=0.1, weight_decay=5e-4, augment=True,
-        num_models=64, convex_dataset="mnist",
+        num_models=64, convex_dataset="mnist", precision="auto",
     ),
     "full": Profile(
         name="full", dataset="cifar10", model="resnet18", train_size=None, val_size=5000,
         test_size=None, epochs=182, batch_size=256, lr=0.1, weight_decay=5e-4, augment=True,
-        num_models=512, convex_dataset="mnist",
+        num_models=512, convex_dataset="mnist", precision="auto",
     ),
 }
 
@@ -311,8 +363,9 @@ def seed_everything(seed: int) -> None:
 
 
 def setup(*, chapter: str, seed: int = 0, profile: str | None = None, device: str | None = None,
-          verbose: bool = True) -> Profile:
-    """Prepare a script: choose the profile and device, seed everything, print a banner.
+          precision: str | None = None, verbose: bool = True) -> Profile:
+    """Prepare a script: choose the profile and device, seed everything, set the precision of every
+    training loop, print a banner.
 
     Chapters call :func:`mu_lib.book.setup`, which also applies the book's plotting style.
 
@@ -321,25 +374,30 @@ def setup(*, chapter: str, seed: int = 0, profile: str | None = None, device: st
         seed: the seed of every generator.
         profile: a profile name; ``None`` reads ``MU_PROFILE`` or follows the hardware.
         device: a device name; ``None`` reads ``MU_DEVICE`` or follows the hardware.
+        precision: one of :data:`~mu_lib.fastpath.PRECISIONS`; ``None`` reads ``MU_PRECISION``,
+            else takes the profile's. It becomes the default of every training loop.
         verbose: print the one-line banner.
 
     Returns:
-        The profile, with ``device`` and ``seed`` filled in.
+        The profile, with ``device``, ``seed`` and ``precision`` filled in.
 
     Example:
         >>> prof = setup(chapter="doctest", profile="smoke", device="cpu", verbose=False)
-        >>> prof.name, prof.device, prof.seed
-        ('smoke', 'cpu', 0)
+        >>> prof.name, prof.device, prof.seed, prof.precision
+        ('smoke', 'cpu', 0, 'fp32')
     """
     from mu_lib import __version__
 
     prof = get_profile(profile)
     dev = resolve_device(device)
     seed_everything(seed)
-    prof = dataclasses.replace(prof, device=dev.type, seed=int(seed))
+    chosen = precision or os.environ.get("MU_PRECISION") or prof.precision
+    fp = fast_path(dev, precision=chosen)  # validates, and refuses bf16 on a GPU without it
+    set_default_precision(fp.name)
+    prof = dataclasses.replace(prof, device=dev.type, seed=int(seed), precision=fp.name)
     if verbose:
         print(f"mu_lib {__version__} | chapter {chapter} | profile {prof.name} | device {dev.type} | "
-              f"seed {seed} | torch {torch.__version__}")
+              f"precision {fp.name} | seed {seed} | torch {torch.__version__}")
     return prof
 
 

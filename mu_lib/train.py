@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,12 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mu_lib import cost, runtime
+from mu_lib import runtime
+from mu_lib._vmap_sgd import fit_chunk
 from mu_lib.data import Splits, TensorLoader
 from mu_lib.models import has_batchnorm, make_model
 from mu_lib.runtime import SCHEDULES, Recipe
 
-__all__ = ["Evaluation", "Recipe", "SCHEDULES", "lr_at", "fit", "fit_many", "train_on", "evaluate", "predict_logits",
+__all__ = ["Evaluation", "Recipe", "SCHEDULES", "UpdateLog", "lr_at", "fit", "fit_many", "train_on", "evaluate",
+           "predict_logits",
            "check_xy"]
 
 
@@ -87,23 +88,19 @@ def check_xy(x: torch.Tensor, y: torch.Tensor, *, num_classes: int | None = None
         raise ValueError(f"labels must be in [0, {num_classes}), got range [{int(y.min())}, {int(y.max())}]")
 
 
-def _amp_dtype(device: torch.device, amp: bool | None) -> torch.dtype | None:
-    if device.type != "cuda" or amp is False:
-        return None
-    return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
-
-
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int = 128,
         lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, schedule: str = "cosine",
         label_smoothing: float = 0.0, augment: str | None = None, seed: int = 0,
-        device: str | torch.device | None = None, amp: bool | None = None, progress: bool | None = None,
-        desc: str = "fit") -> nn.Module:
+        device: str | torch.device | None = None, precision: str | None = None, progress: bool | None = None,
+        desc: str = "fit", record_updates: bool | Sequence[int] | np.ndarray = False) -> nn.Module:
     """Train ``model`` in place with mini-batch SGD on cross-entropy, and return it in eval mode.
 
     Each epoch visits the examples in a fresh random order drawn from a generator seeded with
     ``seed`` (the last batch may be smaller). The learning rate follows ``schedule`` per step.
-    On CUDA, ``amp=None`` turns on mixed precision (bfloat16 where supported, else float16 with
-    loss scaling) and channels-last memory.
+    The loop runs on the :class:`~mu_lib.fastpath.FastPath` of ``precision``: the data stay on the
+    device, the random draws come from a generator there, the losses are summed there and read
+    once per epoch; ``"bf16"``/``"fp16"`` add autocast (fp16 with a gradient scaler) and
+    channels-last memory. In fp32 on the CPU (the cpu profile) the arithmetic is plain SGD.
 
     Args:
         model: the network; it is moved to ``device``.
@@ -119,9 +116,15 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
         augment: ``"crop_flip"`` or ``None``.
         seed: seed of the data order and augmentation (the initialisation is the model's own).
         device: where to train; ``None`` follows :func:`mu_lib.runtime.default_device`.
-        amp: mixed precision on CUDA (``None``: automatic).
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``; ``None`` takes the profile's
+            (:func:`mu_lib.fastpath.default_precision`).
         progress: show a progress bar (``None``: :func:`mu_lib.runtime.progress_enabled`).
         desc: label of the progress bar.
+        record_updates: Amnesiac unlearning's training-time record (:class:`UpdateLog`): ``True``
+            stores every step's parameter update and the rows of ``x`` its batch held; rows of
+            ``x`` (an array) store only the steps whose batch held one of them (Graves et al.
+            record the batches with sensitive data). The log is attached to the model as
+            ``model.update_log``; such a run takes the plain fp32 loop (no mixed precision).
 
     Returns:
         The same ``model`` object, trained, in eval mode.
@@ -140,17 +143,18 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
     check_xy(x, y)
     runtime.check_hparams(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                           schedule=schedule)
+    if not (isinstance(record_updates, bool) and not record_updates):  # Amnesiac's record: see _fit_recording
+        return _fit_recording(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                              weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
+                              augment=augment, seed=seed, device=device, record=record_updates)
     dev = runtime.resolve_device(device)
-    amp_dtype = _amp_dtype(dev, amp)
-    channels_last = dev.type == "cuda" and x.ndim == 4
-    model.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    fast = runtime.fast_path(dev, precision=precision)
+    fast.prepare(model)
     x, y = x.to(dev), y.to(dev)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
     loader = TensorLoader(x, y, batch_size=batch_size, shuffle=True, generator=gen, augment=augment)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    opt = fast.sgd(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scaler = fast.grad_scaler()
     total = epochs * len(loader)
     step = 0
     model.train()
@@ -160,18 +164,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
         for xb, yb in loader:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total, lr=lr, schedule=schedule)
-            if channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            with fast.autocast():
+                loss = F.cross_entropy(model(fast.inputs(xb)), yb, label_smoothing=label_smoothing)
+            fast.step(loss, opt, scaler)
             running += loss.detach().float()
             step += 1
         mean_loss = float(running) / max(len(loader), 1)
@@ -180,12 +175,14 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
                                      f"try a smaller learning rate than {lr}")
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{mean_loss:.3f}")
+    fast.release(model)
     model.eval()
     return model
 
 
 def train_on(splits: Splits, part: str = "train", *, model: str | nn.Module, recipe: Recipe, seed: int = 0,
-             device: str | torch.device | None = None, progress: bool | None = None) -> nn.Module:
+             device: str | torch.device | None = None, progress: bool | None = None,
+             record_updates: bool = False, precision: str | None = None) -> nn.Module:
     """Train a model from scratch on one part of ``splits`` with ``recipe``.
 
     This is how the book trains its *original* model (``part="train"``) and the gold-standard
@@ -200,6 +197,9 @@ def train_on(splits: Splits, part: str = "train", *, model: str | nn.Module, rec
         seed: seed of the initialisation (for a name) and of the data order.
         device: where to train.
         progress: show a progress bar.
+        record_updates: record every step's parameter update for Amnesiac unlearning
+            (:func:`fit`'s option; the log's ``index`` holds the dataset indices of ``part``).
+        precision: as in :func:`fit` (``None``: the profile's).
 
     Returns:
         The trained model, in eval mode.
@@ -215,11 +215,15 @@ def train_on(splits: Splits, part: str = "train", *, model: str | nn.Module, rec
     if isinstance(model, str):
         model = make_model(model, num_classes=ds.num_classes, in_channels=ds.in_channels,
                            image_size=ds.image_size, seed=seed)
-    x, y = splits.xy(part)
-    return fit(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+    x, y = splits.xy(part, device=runtime.resolve_device(device))  # indexed on the device-resident dataset
+    net = fit(model, x, y, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
                momentum=recipe.momentum, weight_decay=recipe.weight_decay, schedule=recipe.schedule,
                augment=ds.augment if recipe.augment else None, seed=seed, device=device, progress=progress,
-               desc=f"train on {part}")
+               precision=precision, desc=f"train on {part}",
+               **({"record_updates": True} if record_updates else {}))
+    if record_updates:
+        net.update_log.index = splits.indices(part).copy()
+    return net
 
 
 @dataclass(frozen=True)
@@ -251,14 +255,17 @@ def predict_logits(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024,
                    device: str | torch.device | None = None) -> torch.Tensor:
     """Logits of ``model`` in eval mode on ``x``, as a float32 CPU tensor ``[N, K]``.
 
-    The model's train/eval mode is restored afterwards.
+    Evaluation runs in float32 whatever the training precision (the scores of the book are
+    computed from these logits). ``x`` is copied to the device once and the logits come back in
+    one transfer. The model's train/eval mode is restored afterwards.
     """
     dev = runtime.resolve_device(device)
     was_training = model.training
     model.to(dev).eval()
-    outs = [model(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, x.shape[0], batch_size)]
+    xd = x.to(dev)
+    outs = [model(xd[i:i + batch_size]).float() for i in range(0, xd.shape[0], batch_size)]
     model.train(was_training)
-    return torch.cat(outs)
+    return torch.cat(outs).cpu()
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1024,
@@ -296,7 +303,7 @@ def fit_many(factory: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tens
              indices: torch.Tensor | np.ndarray | None = None, epochs: int, batch_size: int = 128,
              lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, schedule: str = "cosine",
              label_smoothing: float = 0.0, chunk_size: int = 64, device: str | torch.device | None = None,
-             progress: bool | None = None, desc: str = "fit_many") -> list[nn.Module]:
+             precision: str | None = None, progress: bool | None = None, desc: str = "fit_many") -> list[nn.Module]:
     """Train one model per seed, many at once, with ``torch.func.vmap`` over stacked parameters.
 
     Model ``i`` is initialised by ``factory(seeds[i])``, trains on the rows ``indices[i]`` of
@@ -304,7 +311,9 @@ def fit_many(factory: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tens
     seeded with ``seeds[i]``, exactly as ``fit(factory(seeds[i]), x[indices[i]], y[indices[i]],
     seed=seeds[i])`` would. Models are processed in chunks of ``chunk_size`` to bound memory.
     Models with batch norm cannot be vmapped (their running statistics are updated in place);
-    for them the function falls back to a loop of :func:`fit` with the same result.
+    for them the function falls back to a loop of :func:`fit` with the same result. The
+    vectorised loop runs on the same fast path as :func:`fit` (autocast, and for fp16 a loss
+    scale per model; see ``mu_lib._vmap_sgd``).
 
     Args:
         factory: ``seed -> freshly initialised model``.
@@ -315,6 +324,7 @@ def fit_many(factory: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tens
         epochs, batch_size, lr, momentum, weight_decay, schedule, label_smoothing: as in :func:`fit`.
         chunk_size: models trained together.
         device: where to train.
+        precision: as in :func:`fit` (``None``: the profile's).
         progress: show a progress bar over epochs of each chunk.
         desc: label of the progress bar.
 
@@ -351,77 +361,96 @@ def fit_many(factory: Callable[[int], nn.Module], x: torch.Tensor, y: torch.Tens
             raise ValueError("indices select no training rows")
         idx_all = idx_all.long()
     dev = runtime.resolve_device(device)
+    fast = runtime.fast_path(dev, precision=precision)
+    xd, yd = x.to(dev), y.to(dev)
+    idx_all = idx_all.to(dev)
     probe = factory(seeds[0])
     if has_batchnorm(probe):
-        return [fit(factory(s), x[idx_all[i]], y[idx_all[i]], epochs=epochs, batch_size=batch_size, lr=lr,
+        return [fit(factory(s), xd[idx_all[i]], yd[idx_all[i]], epochs=epochs, batch_size=batch_size, lr=lr,
                     momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                    label_smoothing=label_smoothing, seed=s, device=dev, progress=progress, desc=desc)
+                    label_smoothing=label_smoothing, seed=s, device=dev, precision=fast.name, progress=progress,
+                    desc=desc)
                 for i, s in enumerate(seeds)]
-    xd, yd = x.to(dev), y.to(dev)
     trained: list[nn.Module] = []
     for start in range(0, len(seeds), chunk_size):
         chunk = seeds[start:start + chunk_size]
         nets = [factory(s).to(dev) for s in chunk]
-        trained += _fit_chunk(nets, xd, yd, idx_all[start:start + chunk_size].to(dev), chunk, epochs=epochs,
-                              batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                              schedule=schedule, label_smoothing=label_smoothing, progress=progress,
-                              desc=f"{desc} {start + 1}-{start + len(chunk)}/{len(seeds)}")
+        trained += fit_chunk(nets, xd, yd, idx_all[start:start + chunk_size], chunk, epochs=epochs,
+                             batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                             rate=lambda step, total: lr_at(step, total, lr=lr, schedule=schedule),
+                             label_smoothing=label_smoothing, fast=fast, progress=progress,
+                             desc=f"{desc} {start + 1}-{start + len(chunk)}/{len(seeds)}")
     return trained
 
 
-def _fit_chunk(nets: list[nn.Module], x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, seeds: list[int], *,
-               epochs: int, batch_size: int, lr: float, momentum: float, weight_decay: float, schedule: str,
-               label_smoothing: float, progress: bool | None, desc: str) -> list[nn.Module]:
-    from torch.func import functional_call, grad, stack_module_state, vmap
 
-    params, buffers = stack_module_state(nets)
-    params = {k: v.detach().clone() for k, v in params.items()}
-    base = copy.deepcopy(nets[0]).to("meta")
-    base.train()
 
-    def loss_one(p: dict, b: dict, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(functional_call(base, (p, b), (xb,)), yb, label_smoothing=label_smoothing)
+# --------------------------------------------------------------------------------------------
+# Amnesiac unlearning's training-time record (Graves et al. 2021), behind fit(record_updates=...)
+# --------------------------------------------------------------------------------------------
 
-    grad_all = vmap(grad(loss_one))
-    loss_all = vmap(loss_one)
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    m, n = idx.shape
-    steps_per_epoch = -(-n // batch_size)
-    total = epochs * steps_per_epoch
-    bufs: dict[str, torch.Tensor] | None = None
-    step = 0
-    for epoch in runtime.progress(range(epochs), enabled=progress, desc=desc, leave=False):
-        perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(idx.device)
-        order = torch.gather(idx, 1, perms)
-        for b in range(steps_per_epoch):
-            rows = order[:, b * batch_size:(b + 1) * batch_size]
-            xb, yb = x[rows], y[rows]
-            grads = grad_all(params, buffers, xb, yb)
-            cost.record(rows.numel(), backward=True)  # vmap hides the per-model passes from the hooks
-            step_lr = lr_at(step, total, lr=lr, schedule=schedule)
-            # The update mirrors torch.optim.SGD (dampening 0, no Nesterov) op for op.
-            new_bufs = {}
-            for k, p in params.items():
-                d_p = grads[k]
-                if weight_decay != 0:
-                    d_p = d_p.add(p, alpha=weight_decay)
-                if momentum != 0:
-                    d_p = d_p.clone() if bufs is None else bufs[k].mul_(momentum).add_(d_p)
-                    new_bufs[k] = d_p
-                p.add_(d_p, alpha=-step_lr)
-            bufs = new_bufs if momentum != 0 else None
+@dataclass
+class UpdateLog:
+    """The parameter updates of a training run, step by step, for Amnesiac unlearning.
+
+    Attributes:
+        rows: for each recorded step, the rows of the training ``x`` that its batch held.
+        updates: for each recorded step, ``{parameter name: theta after - theta before}`` (CPU).
+        steps: optimiser steps of the whole run (recorded or not).
+        examples: rows of the training ``x``.
+        recorded: ``None`` when every step was recorded, else the rows whose steps were.
+        index: dataset indices of the rows of ``x`` (:func:`train_on` sets them), or ``None``.
+    """
+
+    rows: list[np.ndarray]
+    updates: list[dict[str, torch.Tensor]]
+    steps: int
+    examples: int
+    recorded: np.ndarray | None = None
+    index: np.ndarray | None = None
+
+
+def _fit_recording(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+                   momentum: float, weight_decay: float, schedule: str, label_smoothing: float, augment: str | None,
+                   seed: int, device: str | torch.device | None, record: bool | Sequence[int] | np.ndarray
+                   ) -> nn.Module:
+    """:func:`fit`'s arithmetic in fp32 (the same data order, augmentation and schedule for a seed),
+    storing each recorded step's update and rows in an :class:`UpdateLog` on ``model.update_log``."""
+    n = int(x.shape[0])
+    only = None if isinstance(record, bool) else np.unique(np.asarray(record, dtype=np.int64))
+    if only is not None and only.size and (only.min() < 0 or only.max() >= n):
+        raise ValueError(f"record_updates rows must lie in [0, {n}), got range [{only.min()}, {only.max()}]")
+    dev = runtime.resolve_device(device)
+    model.to(dev)
+    x, y = x.to(dev), y.to(dev)
+    positions = torch.arange(n, device=dev)
+    loader = TensorLoader(x, positions, batch_size=batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(int(seed)), augment=augment)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    total, step = epochs * len(loader), 0
+    log = UpdateLog(rows=[], updates=[], steps=total, examples=n, recorded=only)
+    named = list(model.named_parameters())
+    model.train()
+    for epoch in range(epochs):
+        running = torch.zeros((), device=dev)
+        for xb, pos in loader:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, lr=lr, schedule=schedule)
+            loss = F.cross_entropy(model(xb), y[pos], label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            rows = pos.cpu().numpy()
+            keep = only is None or bool(np.isin(rows, only).any())
+            before = [p.detach().clone() for _, p in named] if keep else None
+            opt.step()
+            if before is not None:
+                log.rows.append(rows)
+                log.updates.append({name: (p.detach() - b).cpu() for (name, p), b in zip(named, before)})
+            running += loss.detach().float()
             step += 1
-        if epoch == epochs - 1 or epoch == 0:
-            with torch.no_grad():
-                last = loss_all(params, buffers, xb, yb)
-            if not torch.isfinite(last).all():
-                bad = torch.nonzero(~torch.isfinite(last)).flatten().tolist()
-                raise FloatingPointError(f"training loss became non-finite for seeds {[seeds[i] for i in bad]} "
-                                         f"in epoch {epoch + 1}; try a smaller learning rate than {lr}")
-    out = []
-    for i, net in enumerate(nets):
-        with torch.no_grad():
-            for name, p in net.named_parameters():
-                p.copy_(params[name][i])
-        out.append(net.eval())
-    return out
+        mean_loss = float(running) / max(len(loader), 1)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"training loss became {mean_loss} in epoch {epoch + 1}; "
+                                     f"try a smaller learning rate than {lr}")
+    model.update_log = log
+    return model.eval()

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 os.environ.setdefault("MU_PROGRESS", "0")
+# The tests' models are tiny: one thread per process is faster, and far faster when the two test
+# workers share two cores (threads that wait for each other on a busy CPU). Set before torch is
+# imported, so that this process and every chapter kernel it starts inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"

@@ -5,9 +5,11 @@ and restarted run, or the union of shards, must score exactly the same (bit-iden
 confidences and accuracies); only wall times differ.
 """
 
+import json
+import math
 import shutil
 import sys
-import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +50,28 @@ def reference(splits, tmp_path_factory):
     return run_dir, comp.report()
 
 
+TIMES = {"seconds", "seconds_max", "time_ratio", "within_time", "run_ratios", "judged_by"}
+
+
+def _same(u, v):
+    if isinstance(u, np.ndarray) or isinstance(v, np.ndarray):
+        return np.array_equal(np.asarray(u), np.asarray(v), equal_nan=np.asarray(u).dtype.kind == "f")
+    if isinstance(u, float) and isinstance(v, float) and math.isnan(u) and math.isnan(v):
+        return True
+    return u == v
+
+
 def _assert_same_scores(a, b):
-    """Everything but wall times is identical."""
-    np.testing.assert_array_equal(a.retrained_confs, b.retrained_confs)
-    assert (a.retrain_retain_acc, a.retrain_test_acc) == (b.retrain_retain_acc, b.retrain_test_acc)
+    """Everything but wall times is identical: every field of the report and of every method score."""
+    for name in ("num_models", "cutoff", "retrain_retain_acc", "retrain_forget_acc", "retrain_test_acc",
+                 "original_acc", "retrained_confs"):
+        assert _same(getattr(a, name), getattr(b, name)), name
     assert list(a.methods) == list(b.methods)
     for label in a.methods:
         x, y = a[label], b[label]
-        np.testing.assert_array_equal(x.confs, y.confs)
-        np.testing.assert_array_equal(x.epsilons, y.epsilons)
-        assert (x.forget_quality, x.final_score, x.retain_acc, x.test_acc, x.calibrated_forget_quality) == \
-               (y.forget_quality, y.final_score, y.retain_acc, y.test_acc, y.calibrated_forget_quality)
+        for f in x.__dataclass_fields__:
+            if f not in TIMES:
+                assert _same(getattr(x, f), getattr(y, f)), (label, f)
 
 
 class _Counter:
@@ -92,7 +105,7 @@ class _Interrupt(Exception):
 
 def _seed_names(comp):
     """Model name -> the counter's name of the computation that produces it."""
-    out = {"timing run": "timing"}
+    out = {f"timing run on {competition.machine_id()}": "timing"}
     for _, task in comp._tasks():
         for name, seed in zip(task.names, task.seeds):
             if task.kind == "unlearn":
@@ -136,16 +149,16 @@ def test_interrupted_run_resumes_without_recomputing_and_scores_identically(spli
 
 
 def test_shards_union_scored_by_merge_equals_the_unsharded_run(splits, reference, tmp_path):
-    _competition(splits, tmp_path).original_model()  # train the original once, before the shards start
+    _competition(splits, tmp_path, num_shards=3).original_model()  # train the original once, before the shards
     for shard in (2, 0):  # two of three machines have finished
-        _competition(splits, tmp_path).run(shard=shard, num_shards=3)
+        _competition(splits, tmp_path, num_shards=3).run(shard=shard)
     with pytest.raises(FileNotFoundError, match=r"models are missing.*finetune 1"):
         competition.merge(tmp_path)
-    missing = _competition(splits, tmp_path).missing()
+    missing = _competition(splits, tmp_path, num_shards=3).missing()
     # shard 1 of 3 owns the unlearned models 1, 4, 7, ... and retraining chunk 1 (models 2 and 3)
     assert missing and all(int(name.split()[-1]) % 3 == 1 or name in ("retrained model 2", "retrained model 3",
                                                                        "retrain 2", "retrain 3") for name in missing)
-    _competition(splits, tmp_path).run(shard=1, num_shards=3)
+    _competition(splits, tmp_path, num_shards=3).run(shard=1, num_shards=3)
     _assert_same_scores(competition.merge(tmp_path), reference[1])
     assert not list(tmp_path.rglob("*.tmp"))
 
@@ -155,10 +168,47 @@ def test_units_are_assigned_to_exactly_one_shard(splits, tmp_path):
     for k in (1, 2, 3, 5):
         owners = {}
         for shard_of, task in comp._tasks():
+            if task.kind == "timing":  # every shard times retraining on its own machine
+                assert shard_of is None
+                continue
             for name in task.names:
                 owners.setdefault(name, set()).add(shard_of % k)
         assert all(len(v) == 1 for v in owners.values())
-        assert len(owners) == 1 + 4 * N
+        assert len(owners) == 4 * N
+
+
+def test_each_run_is_judged_by_the_retraining_time_of_its_own_machine(splits, tmp_path, monkeypatch):
+    """Two shards on two machines: each times its own retraining and judges its own runs against it."""
+    from mu_lib.competition import units
+
+    comp = _competition(splits, tmp_path, num_shards=2, methods={"finetune": unlearn.get("finetune", epochs=1)})
+    comp.original_model()
+    monkeypatch.setattr(units, "machine_id", lambda device=None: "fast-box")
+    comp.run(shard=0)
+    monkeypatch.setattr(units, "machine_id", lambda device=None: "slow-box")
+    real_timing = units._unit_timing
+
+    def slow_timing(ctx, seed):  # the second machine retrains 1000 times slower
+        res = real_timing(ctx, seed)
+        return {**res, "seconds": res["seconds"] * 1000}
+
+    monkeypatch.setattr(units, "_unit_timing", slow_timing)
+    comp.run(shard=1)
+    rep = comp.report()
+    assert set(rep.references) == {"fast-box", "slow-box"}
+    assert rep.references["slow-box"] > 100 * rep.references["fast-box"]
+    ft = rep["finetune"]
+    assert ft.judged_by == ("fast-box", "slow-box", "fast-box", "slow-box")  # run j on shard j % 2
+    runs = [competition.report._read_result(tmp_path / "unlearn" / "finetune" / f"{i:05d}.npz") for i in range(N)]
+    expected = [r["seconds"] / rep.references[r["meta"]["machine"]] for r in runs]
+    np.testing.assert_allclose(ft.run_ratios, expected)
+    assert ft.time_ratio == pytest.approx(np.mean(expected))
+    assert "each run judged on its own machine (2 machines)" in " ".join(rep.verdicts())
+    # A run from a machine that never timed its retraining cannot be judged: merge says which.
+    (tmp_path / "retrain" / "timing" / "slow-box.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="slow-box.*no timing reference"):
+        competition.merge(tmp_path)
+    assert "timing run on slow-box" in comp.missing()
 
 
 def test_atomic_writes_leave_no_partial_files(splits, tmp_path, monkeypatch):
@@ -191,7 +241,12 @@ def test_report_matches_the_audit_functions(splits, reference):
         eps = audit.per_example_epsilons(m.confs, rep.retrained_confs)
         np.testing.assert_array_equal(m.epsilons, eps)
         assert m.forget_quality == audit.forget_score(m.confs, rep.retrained_confs)
-        assert m.calibrated_forget_quality == audit.calibrated_epsilons(m.confs, rep.retrained_confs).forget_score
+        cal = audit.calibrated_forget_score(m.confs, rep.retrained_confs)
+        assert _same(m.calibrated_forget_quality, cal.score) and m.calibrated_conclusive == cal.conclusive
+        assert m.max_certifiable_epsilon == cal.max_certifiable_epsilon
+        # N = 4 cannot certify the first bucket edge: the table shows the status, never a bare number
+        assert not m.calibrated_conclusive and math.isnan(m.calibrated_forget_quality)
+        assert m.row()["calibrated_forget_quality"].startswith("inconclusive")
         assert m.retain_ratio == pytest.approx(m.retain_acc / rep.retrain_retain_acc)
         assert m.final_score == pytest.approx(m.forget_quality * m.retain_ratio * m.test_ratio, rel=1e-12)
     assert rep["original"].forget_quality == 0.0  # N copies of one model: ε = 50 (the range guard)
@@ -205,6 +260,7 @@ def test_report_matches_the_audit_functions(splits, reference):
 def test_time_cutoff(reference):
     run_dir, rep = reference
     ft = rep["finetune"]
+    assert list(rep.references) == [competition.machine_id()] and ft.judged_by == (competition.machine_id(),) * N
     assert ft.time_ratio == pytest.approx(ft.seconds / rep.retrain_seconds)
     assert rep["retrain"].time_ratio == 1.0 and not rep["retrain"].within_time  # retraining is never fast enough
     assert "retrain" in rep.rejected()
@@ -218,46 +274,22 @@ def test_time_cutoff(reference):
     assert not table["within_time"].iloc[-1]  # rejected methods sort last
 
 
-def _fake_ray(calls):
-    """A minimal stand-in for Ray: tasks run when submitted; refs resolve to their results."""
-
-    class Ref:
-        def __init__(self, value):
-            self.value = value
-
-    def resolve(a):
-        return a.value if isinstance(a, Ref) else a
-
-    class Remote:
-        def __init__(self, fn, options):
-            self.fn, self.options = fn, options
-
-        def remote(self, *args):
-            calls["tasks"] += 1
-            calls["options"] = self.options
-            return Ref(self.fn(*[resolve(a) for a in args]))
-
-    def remote(fn=None, **options):
-        return Remote(fn, {}) if fn is not None else (lambda f: Remote(f, options))
-
-    ray = types.ModuleType("ray")
-    ray.is_initialized = lambda: calls["init"] > 0
-    ray.init = lambda: calls.__setitem__("init", calls["init"] + 1)
-    ray.remote = remote
-    ray.put = Ref
-    ray.get = lambda ref: ref.value
-    ray.wait = lambda refs, num_returns=1: (refs[:num_returns], refs[num_returns:])
-    return ray
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real local Ray cluster of two CPUs (Ray is in the test extra)."""
+    ray = pytest.importorskip("ray", reason="Ray is installed with the test extra: pip install -e .[test]")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
 
 
-def test_ray_backend_runs_the_same_units(splits, reference, tmp_path, monkeypatch):
-    calls = {"tasks": 0, "init": 0, "options": None}
-    monkeypatch.setitem(sys.modules, "ray", _fake_ray(calls))
+def test_ray_backend_gives_the_same_scores_as_the_local_one(splits, reference, tmp_path, ray_cluster):
     comp = _competition(splits, tmp_path)
     assert comp.run(backend="ray", ray_options={"num_cpus": 1}) == 1 + 4 * N
-    assert calls["init"] == 1 and calls["options"] == {"num_cpus": 1}
-    assert calls["tasks"] == 1 + 2 * N // 2 + 2 * N  # timing, 2 chunks x (retrain, "retrain" method), 2 x N unlearned
-    _assert_same_scores(comp.report(), reference[1])
+    assert comp.run(backend="ray") == 0  # resumable as the local backend is
+    rep = comp.report()
+    _assert_same_scores(rep, reference[1])  # field for field, except times
+    assert rep["finetune"].judged_by == (competition.machine_id(),) * N  # one node: this machine judged all
 
 
 def test_ray_backend_without_ray_says_how_to_install(splits, tmp_path, monkeypatch):
@@ -277,7 +309,7 @@ def test_validation(splits, reference, tmp_path):
     with pytest.raises(ValueError, match="unknown backend"):
         _competition(splits, tmp_path).run(backend="spark")
     with pytest.raises(ValueError, match="shard must be"):
-        _competition(splits, tmp_path).run(shard=2, num_shards=2)
+        _competition(splits, tmp_path / "two", num_shards=2).run(shard=2)
     # A run directory made for other splits or seeds is detected, naming what differs.
     other = data.make_splits("digits", forget_fraction=0.02, val_size=50, test_size=200, seed=1)
     with pytest.raises(ValueError, match="splits_sha256"):
@@ -293,6 +325,68 @@ def test_validation(splits, reference, tmp_path):
         competition.merge(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="never run"):
         competition.merge(run_dir, methods=["scrub"])
+
+
+def test_a_restart_under_another_environment_or_shard_plan_refuses_naming_it(splits, reference, monkeypatch):
+    run_dir = reference[0]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["precision"] == "fp32" and manifest["device"] == "cpu"
+    assert manifest["shard_plan"] == {"num_shards": 1} and manifest["torch_version"] == __import__("torch").__version__
+    assert manifest["code_version"].startswith(__import__("mu_lib").__version__)
+    with pytest.raises(ValueError, match=r"precision: run directory has 'fp32', this run 'bf16'"):
+        _competition(splits, run_dir, precision="bf16")
+    with pytest.raises(ValueError, match="shard_plan"):
+        _competition(splits, run_dir, num_shards=2)
+    with pytest.raises(ValueError, match="shard plan differs.*1 shard.*asks for 2"):
+        _competition(splits, run_dir).run(shard=0, num_shards=2)
+    monkeypatch.setattr(competition.run, "_code_version", lambda: "9.9 (source sha256 000000000000)")
+    with pytest.raises(ValueError, match="code_version"):
+        _competition(splits, run_dir)
+    monkeypatch.undo()
+    monkeypatch.setattr("torch.__version__", "1.0.0")
+    with pytest.raises(ValueError, match="torch_version.*1.0.0"):
+        _competition(splits, run_dir)
+
+
+@dataclass(frozen=True)
+class _FlakyConfig(unlearn.UnlearnConfig):
+    pass
+
+
+FLAKY = {"fail": {1, 2}}  # seeds index (model number) -> fail
+
+
+def test_a_failing_unit_is_recorded_the_others_go_on_and_a_rerun_retries_only_it(splits, tmp_path):
+    from mu_lib.unlearn import base
+
+    @unlearn.register("flaky_test_method", config=_FlakyConfig, family="reference", uses=("retain",),
+                      summary="fails for some models", reference="-")
+    def _flaky(model, splits, cfg, *, device, seed):
+        if seed in FLAKY["fail"]:
+            raise RuntimeError(f"flaky failure for seed {seed}")
+        return model
+
+    try:
+        comp = _competition(splits, tmp_path, methods={"flaky": "flaky_test_method", "original": "original"})
+        seeds = {name: seed for _, t in comp._tasks() for name, seed in zip(t.names, t.seeds)}
+        FLAKY["fail"] = {seeds["flaky 1"], seeds["flaky 2"]}
+        with pytest.raises(competition.UnitsFailedError, match="2 model.*flaky 1.*flaky failure") as err:
+            comp.run()
+        assert set(err.value.failures) == {"flaky 1", "flaky 2"}
+        assert err.value.computed == 1 + N + N + (N - 2)  # timing, retrained, original, the other flaky
+        assert set(comp.failures()) == {"flaky 1", "flaky 2"}
+        assert comp.missing() == ["flaky 1", "flaky 2"]  # everything else was computed
+        with pytest.raises(FileNotFoundError, match="flaky 1.*flaky failure"):
+            comp.report()
+        assert comp.report(methods=["original"])["original"].num_runs == N  # the others can be scored
+        FLAKY["fail"] = set()
+        finished = []
+        assert comp.run(callback=finished.append) == 2
+        assert finished == ["flaky 1", "flaky 2"] and comp.failures() == {} and comp.missing() == []
+        assert comp.report()["flaky"].num_runs == N
+    finally:
+        base._REGISTRY.pop("flaky_test_method", None)
+        FLAKY["fail"] = {1, 2}
 
 
 def test_result_files_from_another_run_are_rejected(splits, reference, tmp_path):

@@ -66,3 +66,34 @@ def test_live_session_follows_the_jupyter_server(monkeypatch):
     assert not runtime.live_session()  # tests run headless, not in Colab
     monkeypatch.setenv("JPY_SESSION_NAME", "chapter.ipynb")
     assert runtime.live_session() and runtime.progress_enabled()
+
+
+def test_gpu_smoke_profile_is_the_gpu_path_at_smoke_size():
+    gs, gpu, smoke = (runtime.get_profile(n) for n in ("gpu_smoke", "gpu", "smoke"))
+    assert gs.dataset == "cifar10_like" and gs.model.startswith(gpu.model)  # resnet9 at a sixteenth of the width
+    assert gs.augment == gpu.augment and gs.precision == "bf16" and gpu.precision == "auto"
+    assert (gs.train_size, gs.val_size, gs.test_size, gs.epochs) == (smoke.train_size, smoke.val_size,
+                                                                    smoke.test_size, smoke.epochs)
+    assert runtime.get_profile("cpu").precision == smoke.precision == "fp32"
+    assert runtime.get_profile("full").model == "resnet18" and gpu.model == "resnet9"
+    # chapters name only smoke/cpu/gpu: gpu_smoke takes the smoke value, full the gpu value
+    assert gs.pick(smoke=1, cpu=2, gpu=3) == 1 and gs.pick(smoke=1, cpu=2, gpu=3, gpu_smoke=4) == 4
+    with pytest.raises(ValueError, match="no value given for profile 'gpu_smoke'"):
+        gs.pick(cpu=2, gpu=3)
+
+
+def test_setup_sets_the_profile_precision_and_prints_it(capsys):
+    from mu_lib import fastpath
+
+    saved = list(fastpath._ACTIVE)
+    try:
+        prof = runtime.setup(chapter="t", profile="gpu_smoke", device="cpu")
+        assert prof.precision == "bf16" and fastpath.default_precision() == "bf16"
+        assert prof.fast_path.name == "bf16" and prof.fast_path.channels_last
+        assert "precision bf16" in capsys.readouterr().out
+        assert runtime.setup(chapter="t", profile="cpu", device="cpu", precision="fp16", verbose=False
+                             ).precision == "fp16"
+        with pytest.raises(ValueError, match="unknown precision"):
+            runtime.setup(chapter="t", profile="cpu", device="cpu", precision="int8", verbose=False)
+    finally:
+        fastpath._ACTIVE[:] = saved

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from mu_lib.competition.rundir import (
     _FORMAT,
     _LABEL,
     _atomic,
+    _code_version,
     _derive_seed,
     _jsonable,
     _read_result,
@@ -30,17 +32,36 @@ from mu_lib.competition.rundir import (
     _write_json,
     _write_result,
 )
-from mu_lib.competition.units import _BACKENDS, _Context, _evaluate, _Task
+from mu_lib.competition.units import _BACKENDS, _Context, _evaluate, _Task, timing_path
 from mu_lib.data import Splits
 from mu_lib.models import make_model
 
-__all__ = ["EARLY_STOP_RUNS", "EARLY_STOP_MARGIN", "Competition", "run_competition"]
+__all__ = ["EARLY_STOP_RUNS", "EARLY_STOP_MARGIN", "UnitsFailedError", "Competition", "run_competition"]
 
 EARLY_STOP_RUNS = 3
 """With ``early_stop``, a method is judged on the median time of its first this many runs."""
 
 EARLY_STOP_MARGIN = 2.0
 """With ``early_stop``, a method is stopped when that median exceeds the cut-off by this factor."""
+
+
+class UnitsFailedError(RuntimeError):
+    """Raised by :meth:`Competition.run` after every other unit finished, when some units failed.
+
+    Attributes:
+        failures: model name -> the error it raised (also stored in the run directory's
+            ``failed/`` folder until a rerun computes the model).
+        computed: the number of models the call computed (what ``run()`` would have returned).
+    """
+
+    def __init__(self, failures: Mapping[str, str], computed: int = 0) -> None:
+        self.failures = dict(failures)
+        self.computed = int(computed)
+        shown = "; ".join(f"{k}: {v}" for k, v in list(self.failures.items())[:5])
+        more = f" (and {len(self.failures) - 5} more)" if len(self.failures) > 5 else ""
+        super().__init__(f"{len(self.failures)} model(s) failed and were recorded, the others were computed: "
+                         f"{shown}{more}. Fix the cause and call run() again: it retries only these.")
+
 
 # --------------------------------------------------------------------------------------------
 # the run
@@ -72,6 +93,15 @@ class Competition:
         chunk_size: retrained models vectorised together (fixed chunks, whatever the sharding).
         cutoff: the time cut-off as a fraction of the time of retraining one model.
         calibrated: also compute ``F`` from :func:`mu_lib.audit.calibrated_epsilons` in reports.
+        num_shards: the shard plan: how many shards (machines, Colab sessions) share the run
+            directory; each calls :meth:`run` with its own ``shard``.
+        precision: the precision of every model of the run (original, retrained, unlearned);
+            ``None`` takes the profile's (:func:`mu_lib.fastpath.default_precision`).
+
+    The manifest records what defines the run, and also the code version (``mu_lib``'s version
+    and a hash of its source), the torch version, the device type, the precision and the shard
+    plan: resuming or sharding under any other of these refuses, naming the difference, so that
+    every model of a score comes from the same code and arithmetic.
 
     Raises:
         ValueError: for ``num_models < 2``, unknown method names (the registry's message), bad
@@ -82,7 +112,7 @@ class Competition:
                  methods: Sequence[MethodSpec] | Mapping[str, MethodSpec], run_dir: str | os.PathLike,
                  seed: int = 0, epoch_budget: float | None = None, device: str | torch.device | None = None,
                  original: nn.Module | None = None, chunk_size: int = 64, cutoff: float = DEFAULT_CUTOFF,
-                 calibrated: bool = True) -> None:
+                 calibrated: bool = True, num_shards: int = 1, precision: str | None = None) -> None:
         if not isinstance(splits, Splits):
             raise TypeError(f"splits must be a mu_lib.data.Splits, got {type(splits).__name__}")
         if isinstance(num_models, bool) or int(num_models) != num_models or num_models < 2:
@@ -90,6 +120,8 @@ class Competition:
                              f"got {num_models!r}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if isinstance(num_shards, bool) or int(num_shards) != num_shards or num_shards < 1:
+            raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}")
         if not cutoff > 0:
             raise ValueError(f"cutoff must be positive, got {cutoff}")
         if not isinstance(recipe, train.Recipe):
@@ -102,6 +134,8 @@ class Competition:
         self.num_models = int(num_models)
         self.seed = int(seed)
         self.device = runtime.resolve_device(device).type if device is not None else None
+        self.precision = runtime.fast_path(runtime.resolve_device(device), precision=precision).name
+        self.num_shards = int(num_shards)
         self.chunk_size = int(chunk_size)
         self.cutoff = float(cutoff)
         self.calibrated = calibrated
@@ -150,7 +184,9 @@ class Competition:
         return {"format": _FORMAT, "dataset": self.splits.data.name, "splits_sha256": _splits_hash(self.splits),
                 "sizes": {k: s[k] for k in ("retain", "forget", "val", "test")}, "model": self.model,
                 "recipe": dataclasses.asdict(self.recipe), "num_models": self.num_models, "seed": self.seed,
-                "chunk_size": self.chunk_size}
+                "chunk_size": self.chunk_size, "code_version": _code_version(), "torch_version": torch.__version__,
+                "device": runtime.resolve_device(self.device).type, "precision": self.precision,
+                "shard_plan": {"num_shards": self.num_shards}}
 
     def _open_run_dir(self) -> None:
         mine = self.manifest()
@@ -201,7 +237,7 @@ class Competition:
                     raise ValueError(f"the given original model is not a {self.model!r}: {err}") from None
             else:
                 net = train.train_on(self.splits, "train", model=self.model, recipe=self.recipe, seed=self.seed,
-                                     device=self.device, progress=False)
+                                     device=self.device, progress=False, precision=self.precision)
             net = net.cpu()
             with _atomic(path) as fh:
                 torch.save(net.state_dict(), fh)
@@ -219,15 +255,18 @@ class Competition:
         if with_original and self._original_state is None:
             self.original_model()
         return _Context(splits=self.splits, model=self.model, recipe=self.recipe, device=self.device,
-                        original_state=self._original_state if with_original else None)
+                        precision=self.precision, original_state=self._original_state if with_original else None)
 
     # ---------------------------------------------------------------- the units
 
-    def _tasks(self) -> list[tuple[int, _Task]]:
-        """Every unit of the run with the shard number it belongs to (before any sharding)."""
+    def _tasks(self) -> list[tuple[int | None, _Task]]:
+        """Every unit of the run with the shard number it belongs to (before any sharding).
+
+        The timing run belongs to every shard (``None``): each machine times its own retraining.
+        """
         n, c = self.num_models, self.chunk_size
-        tasks: list[tuple[int, _Task]] = [(0, _Task("timing", ("retrain/timing.npz",),
-                                                    (_derive_seed(self.seed, "timing", 0),), names=("timing run",)))]
+        tasks: list[tuple[int | None, _Task]] = [(None, _Task("timing", (), (_derive_seed(self.seed, "timing", 0),),
+                                                              names=("timing run",)))]
         for k, start in enumerate(range(0, n, c)):
             idx = range(start, min(start + c, n))
             tasks.append((k, _Task("retrain", tuple(f"retrain/{i:05d}.npz" for i in idx),
@@ -248,41 +287,68 @@ class Competition:
         return tasks
 
     def missing(self) -> list[str]:
-        """Names of the models not finished yet: ``"timing run"``, ``"retrained model 7"``, ``"finetune 7"``."""
-        return [name for _, t in self._tasks() for p, name in zip(t.paths, t.names)
-                if not (self.run_dir / p).exists() and not self._stopped(t)]
+        """Names of the models not finished yet: ``"timing run on <machine>"`` (a machine whose
+        unlearned models have no reference yet, or ``"timing run"`` when there is none at all),
+        ``"retrained model 7"``, ``"finetune 7"``."""
+        out = [name for _, t in self._tasks() for p, name in zip(t.paths, t.names)
+               if not (self.run_dir / p).exists() and not self._stopped(t)]
+        machines = {_read_result(p)["meta"].get("machine") for p in (self.run_dir / "unlearn").glob("*/*.npz")}
+        timed = {p.stem for p in (self.run_dir / "retrain" / "timing").glob("*.npz")}
+        untimed = sorted(m for m in machines - timed if m)
+        return [f"timing run on {m}" for m in untimed] + ([] if timed or untimed else ["timing run"]) + out
+
+    def failures(self) -> dict[str, str]:
+        """Models whose unit raised in a previous :meth:`run` and that are still missing: name -> error."""
+        out = {}
+        for p in sorted((self.run_dir / "failed").glob("*.json")):
+            record = json.loads(p.read_text())
+            if not (self.run_dir / record["path"]).exists():
+                out[record["name"]] = record["error"]
+        return out
 
     def _stopped(self, task: _Task) -> bool:
         return task.kind == "unlearn" and (self.run_dir / "unlearn" / str(task.label) / "stopped.json").exists()
 
     def _judge_early(self, label: str) -> None:
-        """Stop ``label`` if the median of its first runs exceeds the cut-off by EARLY_STOP_MARGIN."""
+        """Stop ``label`` if the median of its first runs, each relative to the retraining time of its
+        own machine, exceeds the cut-off by EARLY_STOP_MARGIN."""
         folder = self.run_dir / "unlearn" / label
-        timing = self.run_dir / "retrain" / "timing.npz"
         probe = [folder / f"{i:05d}.npz" for i in range(min(EARLY_STOP_RUNS, self.num_models))]
-        if (folder / "stopped.json").exists() or not timing.exists() or not all(p.exists() for p in probe):
+        if (folder / "stopped.json").exists() or not all(p.exists() for p in probe):
             return
-        seconds = [_read_result(p)["seconds"] for p in probe]
-        retrain_seconds = _read_result(timing)["seconds"]
-        if float(np.median(seconds)) > EARLY_STOP_MARGIN * self.cutoff * retrain_seconds:
-            _write_json(folder / "stopped.json", {"probe_seconds": seconds, "retrain_seconds": retrain_seconds,
+        runs = [_read_result(p) for p in probe]
+        timings = [self.run_dir / timing_path(str(r["meta"].get("machine"))) for r in runs]
+        if not all(t.exists() for t in timings):
+            return
+        seconds = [r["seconds"] for r in runs]
+        references = [_read_result(t)["seconds"] for t in timings]
+        ratios = [s / r for s, r in zip(seconds, references)]
+        if float(np.median(ratios)) > EARLY_STOP_MARGIN * self.cutoff:
+            _write_json(folder / "stopped.json", {"probe_seconds": seconds, "retrain_seconds": references,
                                                   "cutoff": self.cutoff, "margin": EARLY_STOP_MARGIN})
 
-    def run(self, *, shard: int = 0, num_shards: int = 1, backend: str = "local",
+    def run(self, *, shard: int = 0, num_shards: int | None = None, backend: str = "local",
             ray_options: Mapping[str, Any] | None = None, callback: Callable[[str], None] | None = None,
             early_stop: bool = False, progress: bool | None = None) -> int:
         """Compute this shard's unfinished models and write one result file per model.
 
-        Shard ``i`` of ``k`` takes the timing run (shard 0), retraining chunk ``c`` when
-        ``c % k == i`` and unlearned model ``j`` of every method when ``j % k == i``. Every
+        Shard ``i`` of ``k`` takes retraining chunk ``c`` when ``c % k == i`` and unlearned model
+        ``j`` of every method when ``j % k == i``; every shard also times one plain retraining on
+        its own machine (once per machine), against which its unlearned models are judged. Every
         shard needs the original model: train it once (:meth:`original_model`, or shard 0 alone)
         before starting the others in parallel, so that they do not train it concurrently.
 
+        A unit that raises is recorded in the run directory's ``failed/`` folder and the other
+        units go on; :class:`UnitsFailedError` is raised at the end. A later call computes only
+        what is missing, so it retries exactly the failed models.
+
         Args:
             shard: this shard's number, ``0 <= shard < num_shards``.
-            num_shards: how many shards share the run directory.
+            num_shards: the shard plan; ``None`` takes the run's (the constructor's ``num_shards``),
+                and any other value than the run's is refused.
             backend: ``"local"`` (this process, in order) or ``"ray"`` (one Ray task per unit;
-                results come back to this process, which writes the files).
+                results come back to this process, which writes the files). With Ray, one
+                timing run is pinned to every node of the cluster that has none yet.
             ray_options: options of ``ray.remote`` (e.g. ``{"num_gpus": 0.25}``).
             callback: called with a model's name (e.g. ``"finetune 3"``) after its file is written.
             early_stop: stop a method whose first :data:`EARLY_STOP_RUNS` runs take, in median,
@@ -295,45 +361,76 @@ class Competition:
 
         Returns:
             The number of models computed by this call (finished ones are skipped).
+
+        Raises:
+            UnitsFailedError: after all other units, if some failed (the message names them).
         """
+        if num_shards is None:
+            num_shards = self.num_shards
         if isinstance(num_shards, bool) or int(num_shards) != num_shards or num_shards < 1:
             raise ValueError(f"num_shards must be a positive integer, got {num_shards!r}")
+        if num_shards != self.num_shards:
+            raise ValueError(f"shard plan differs: run directory {self.run_dir} is planned for {self.num_shards} "
+                             f"shard(s), this call asks for {num_shards}; pass num_shards={num_shards} to "
+                             f"Competition (in a new run directory) to change the plan")
         if isinstance(shard, bool) or int(shard) != shard or not 0 <= shard < num_shards:
             raise ValueError(f"shard must be an integer in [0, {num_shards}), got {shard!r}")
         if backend not in _BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; valid backends are {list(_BACKENDS)}")
-        todo = [t for k, t in self._tasks() if k % num_shards == shard
-                and not all((self.run_dir / p).exists() for p in t.paths) and not (early_stop and self._stopped(t))]
-        if not todo:
-            return 0
+        todo = [t for k, t in self._tasks() if (k is None or k % num_shards == shard)
+                and not (t.paths and all((self.run_dir / p).exists() for p in t.paths))
+                and not (early_stop and self._stopped(t))]
         ctx = self._context(with_original=any(t.kind == "unlearn" for t in todo))
         manifest_sha = _sha256(json.dumps(self.manifest(), sort_keys=True).encode())
+        failed: dict[str, str] = {}
 
         def finished_models() -> Iterator[tuple[_Task, str, str, dict[str, Any]]]:
             skip = self._stopped if early_stop else (lambda task: False)
-            for task, results in _BACKENDS[backend](ctx, todo, dict(ray_options or {}), skip):
+            exists = lambda path: (self.run_dir / path).exists()
+            for task, results in _BACKENDS[backend](ctx, todo, dict(ray_options or {}), skip, exists):
+                if isinstance(results, BaseException):
+                    for path, name in zip(task.paths, task.names):
+                        if not exists(path):
+                            failed[name] = self._record_failure(task, path, name, results)
+                    continue
                 for path, name, res in zip(task.paths, task.names, results):
-                    if not (self.run_dir / path).exists():  # a partly finished chunk keeps what it has
+                    if not exists(path):  # a partly finished chunk keeps what it has
                         yield task, path, name, res
 
-        total = sum(sum(not (self.run_dir / p).exists() for p in t.paths) for t in todo)
+        total = sum(sum(not (self.run_dir / p).exists() for p in t.paths) if t.paths else 1 for t in todo)
         done = 0
         for task, path, name, res in runtime.progress(finished_models(), enabled=progress, total=total,
                                                       desc=f"models (shard {shard + 1}/{num_shards})"):
-            meta = {**res["meta"], "manifest_sha256": manifest_sha, "name": name}
+            meta = {**res["meta"], "manifest_sha256": manifest_sha, "name": name, "shard": int(shard)}
             if task.kind == "unlearn":
                 meta["original_sha256"] = self._original_sha
             _write_result(self.run_dir / path, {**res, "meta": meta})
+            self._failure_path(name).unlink(missing_ok=True)
             if early_stop and task.kind == "unlearn":
                 self._judge_early(str(task.label))
             done += 1
             if callback is not None:
                 callback(name)
+        if failed:
+            raise UnitsFailedError(failed, computed=done)
         return done
 
-    def report(self) -> CompetitionReport:
-        """Score every method of this run (all shards must have finished)."""
-        return merge(self.run_dir, methods=list(self.methods), cutoff=self.cutoff, calibrated=self.calibrated,
+    def _failure_path(self, name: str) -> Path:
+        return self.run_dir / "failed" / (re.sub(r"[^A-Za-z0-9_.+-]+", "_", name) + ".json")
+
+    def _record_failure(self, task: _Task, path: str, name: str, err: BaseException) -> str:
+        message = f"{type(err).__name__}: {err}"[:2000]
+        _write_json(self._failure_path(name), {"name": name, "path": path, "kind": task.kind, "label": task.label,
+                                               "error": message})
+        return message
+
+    def report(self, *, methods: Sequence[str] | None = None) -> CompetitionReport:
+        """Score every method of this run, or the labels ``methods`` (all their models must exist)."""
+        labels = list(self.methods) if methods is None else list(methods)
+        unknown = [m for m in labels if m not in self.methods]
+        if unknown:
+            raise ValueError(f"method label(s) {unknown} are not in this run; it has {list(self.methods)}")
+        return merge(self.run_dir, methods=labels, cutoff=self.cutoff, calibrated=self.calibrated,
                      device=self.device)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from torch import nn
 
 from mu_lib.data import Splits
 
-_FORMAT = 1
+_FORMAT = 2  # 2: environment and shard plan in the manifest, timing references per machine
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -87,6 +88,19 @@ def _splits_hash(splits: Splits) -> str:
              np.float64(ds.x.double().sum()).tobytes()]
     parts += [np.asarray(splits.indices(p), np.int64).tobytes() for p in ("retain", "forget", "val", "test")]
     return _sha256(*parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> str:
+    """``mu_lib``'s version and a hash of its source files: a run resumes only under the same code.
+
+    Computed once per process (the code a process runs is the code it imported)."""
+    import mu_lib
+
+    root = Path(mu_lib.__file__).parent
+    files = sorted(root.rglob("*.py"))
+    digest = _sha256(*(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() for p in files))
+    return f"{mu_lib.__version__} (source sha256 {digest[:12]})"
 
 
 def _derive_seed(seed: int, tag: str, index: int) -> int:
