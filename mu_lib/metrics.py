@@ -7,9 +7,10 @@
 * cost: example passes (:mod:`mu_lib.cost`, the same on every machine) and wall time, each as a
   ratio to retraining from scratch.
 
-Tuning a method (Deep Unlearn's protocol, Cadet et al. 2024) needs two more things, also here:
-:func:`deep_unlearn_objective`, the score of a trial from retain, forget and validation data, and
-:func:`mean_report`, the average of the reports of several seeds.
+Tuning a method (Deep Unlearn's protocol, Cadet et al. 2024) needs three more things, also here:
+:func:`deep_unlearn_objective`, the score of a trial from retain, forget and validation data;
+:func:`practitioner_reference`, the accuracies it aims for when no retrained model is at hand;
+and :func:`mean_report`, the average of the reports of several seeds.
 
 Example:
     >>> from mu_lib import data, train, unlearn
@@ -33,7 +34,9 @@ from torch import nn
 from mu_lib import mia, train
 from mu_lib.data import Splits
 
-__all__ = ["UnlearningReport", "evaluate_unlearning", "deep_unlearn_objective", "mean_report"]
+__all__ = ["UnlearningReport", "evaluate_unlearning", "deep_unlearn_objective", "objective_and_accuracies",
+           "practitioner_reference",
+           "forgotten_classes", "mean_report"]
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,17 @@ def evaluate_unlearning(model: nn.Module, splits: Splits, *, method: str = "", s
 
 
 def deep_unlearn_objective(model: nn.Module, splits: Splits, *, reference: Mapping[str, float],
-                           device: str | torch.device | None = None, seed: int = 0) -> float:
+                           device: str | torch.device | None = None, seed: int = 0,
+                           mia_classes: Sequence[int] | None = None) -> float:
     """Deep Unlearn's score of a tuning trial (lower is better), from retain, forget and validation data.
 
     The Euclidean norm of four terms: the absolute retain, forget and validation accuracy gaps to
     the reference (each divided by 3), and ``1 - indiscernibility`` of the starting kit's attack
     on forget versus *validation* losses (:func:`mu_lib.mia.simple_mia`). The test set plays no
-    part (Cadet et al. 2024).
+    part (Cadet et al. 2024). With ``mia_classes``, the attack compares the forget set with the
+    validation examples of those classes only (for class forgetting: a model that never learnt a
+    class has high losses on all of its examples, trained on or not, so only examples of the
+    same class make a fair comparison).
 
     Args:
         model: the unlearned model of the trial.
@@ -119,6 +126,7 @@ def deep_unlearn_objective(model: nn.Module, splits: Splits, *, reference: Mappi
             (a retrained model's, in Deep Unlearn).
         device: where to evaluate.
         seed: seed of the attack's subsampling.
+        mia_classes: restrict the attack's validation examples to these classes (``None``: all).
 
     Returns:
         The objective, >= 0.
@@ -131,6 +139,16 @@ def deep_unlearn_objective(model: nn.Module, splits: Splits, *, reference: Mappi
         >>> 0.0 <= deep_unlearn_objective(net, s, reference=ref) <= 1.0  # only the attack term is left
         True
     """
+    return objective_and_accuracies(model, splits, reference=reference, device=device, seed=seed,
+                                    mia_classes=mia_classes)[0]
+
+
+def objective_and_accuracies(model: nn.Module, splits: Splits, *, reference: Mapping[str, float],
+                             device: str | torch.device | None = None, seed: int = 0,
+                             mia_classes: Sequence[int] | None = None, privacy: bool = True
+                             ) -> tuple[float, dict[str, float]]:
+    """:func:`deep_unlearn_objective` and the retain, forget and validation accuracies it compared,
+    from one evaluation of each part (``privacy=False`` leaves out the membership term)."""
     missing = sorted({"retain", "forget", "val"} - set(reference))
     if missing:
         raise ValueError(f"reference needs accuracies for {missing}; got {sorted(reference)}")
@@ -138,8 +156,70 @@ def deep_unlearn_objective(model: nn.Module, splits: Splits, *, reference: Mappi
         raise ValueError("the objective compares with validation data, but the validation split is empty")
     ev = {p: train.evaluate(model, *splits.xy(p), device=device) for p in ("retain", "forget", "val")}
     terms = [abs(ev[p].accuracy - float(reference[p])) / 3 for p in ("retain", "forget", "val")]
-    terms.append(1 - mia.indiscernibility(mia.simple_mia(ev["forget"].losses, ev["val"].losses, seed=seed)))
-    return float(np.linalg.norm(terms))
+    if not privacy:
+        return float(np.linalg.norm(terms)), {p: ev[p].accuracy for p in ("retain", "forget", "val")}
+    val_losses = ev["val"].losses
+    if mia_classes is not None:
+        keep = np.isin(splits.xy("val")[1].numpy(), np.asarray(list(mia_classes)))
+        if not keep.any():
+            raise ValueError(f"the validation split has no example of the classes {list(mia_classes)}")
+        val_losses = val_losses[keep]
+    terms.append(1 - mia.indiscernibility(mia.simple_mia(ev["forget"].losses, val_losses, seed=seed)))
+    return float(np.linalg.norm(terms)), {p: ev[p].accuracy for p in ("retain", "forget", "val")}
+
+
+def forgotten_classes(splits: Splits) -> list[int]:
+    """Classes of the forget set that no retain example has: the classes a class-forgetting request removes.
+
+    Example:
+        >>> from mu_lib import data
+        >>> forgotten_classes(data.make_splits("digits", forget="class", forget_class=3, test_size=300, seed=0))
+        [3]
+        >>> forgotten_classes(data.make_splits("digits", test_size=300, seed=0))
+        []
+    """
+    y = splits.data.y
+    gone = set(y[splits.forget].tolist()) - set(y[splits.retain].tolist())
+    return sorted(int(c) for c in gone)
+
+
+def practitioner_reference(original: nn.Module, splits: Splits, *, device: str | torch.device | None = None
+                           ) -> dict[str, float]:
+    """The accuracies a retrained model would have, estimated without retraining, from the original model.
+
+    A practitioner who must forget has no retrained model to compare with, but can say what it
+    would do: it keeps the original's accuracy on the retain set and on held-out data, and treats
+    the forget examples as held-out data. So:
+
+    * ``retain``: the original model's retain accuracy;
+    * ``val``: its validation accuracy, counting the validation examples of forgotten classes
+      (:func:`forgotten_classes`) as errors, since a retrained model never predicts those classes;
+    * ``forget``: for random forgetting, its validation accuracy on the classes of the forget set
+      (unseen examples of the same classes); for class forgetting, 0.
+
+    These are the targets of :func:`mu_lib.unlearn.tune`'s objective (Deep Unlearn's, with this
+    reference in place of the retrained model's accuracies).
+
+    Example:
+        >>> from mu_lib import data, train
+        >>> s = data.make_splits("digits", val_size=100, test_size=300, seed=0)
+        >>> net = train.train_on(s, model="logreg", recipe=train.Recipe(epochs=2, batch_size=64, lr=0.1))
+        >>> ref = practitioner_reference(net, s)
+        >>> sorted(ref), ref["forget"] == ref["val"]
+        (['forget', 'retain', 'val'], True)
+    """
+    if len(splits.val) == 0:
+        raise ValueError("the reference needs held-out data, but the validation split is empty")
+    gone = forgotten_classes(splits)
+    xv, yv = splits.xy("val")
+    correct = train.evaluate(original, xv, yv, device=device).correct.astype(bool)
+    yv_np = yv.numpy()
+    lost = np.isin(yv_np, gone)
+    forget_classes = np.unique(splits.data.y[splits.forget].numpy())
+    same = np.isin(yv_np, forget_classes) & ~lost
+    return {"retain": train.evaluate(original, *splits.xy("retain"), device=device).accuracy,
+            "val": float((correct & ~lost).mean()),
+            "forget": 0.0 if gone else float(correct[same].mean() if same.any() else correct.mean())}
 
 
 _MEAN_FIELDS = ("retain_acc", "forget_acc", "val_acc", "test_acc", "mia", "indiscernibility")

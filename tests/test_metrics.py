@@ -50,3 +50,20 @@ def test_pipeline_is_deterministic_on_cpu(setting):
     (a, la), (b, lb) = run(), run()
     assert a == b
     np.testing.assert_array_equal(la, lb)
+
+
+def test_practitioner_reference_and_the_objectives_parts(setting):
+    splits, original, _ = setting
+    ref = metrics.practitioner_reference(original, splits)
+    acc = {p: train.evaluate(original, *splits.xy(p)).accuracy for p in ("retain", "val")}
+    assert ref == {"retain": acc["retain"], "val": acc["val"], "forget": acc["val"]}
+    assert metrics.forgotten_classes(splits) == []
+    score, accs = metrics.objective_and_accuracies(original, splits, reference=ref, seed=0)
+    assert score == metrics.deep_unlearn_objective(original, splits, reference=ref, seed=0)
+    assert accs["retain"] == acc["retain"]
+    # without the membership term, the objective is the norm of the three accuracy gaps / 3
+    quiet, _ = metrics.objective_and_accuracies(original, splits, reference=ref, privacy=False)
+    gaps = [abs(accs[p] - ref[p]) / 3 for p in ("retain", "forget", "val")]
+    assert quiet == pytest.approx(float(np.linalg.norm(gaps)))
+    with pytest.raises(ValueError, match="no example of the classes"):
+        metrics.deep_unlearn_objective(original, splits, reference=ref, mia_classes=[99])

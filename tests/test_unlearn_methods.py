@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from mu_lib import data, models, train, unlearn
+from mu_lib.unlearn.boundary import boundary_labels, fgsm
 from mu_lib.unlearn.dampen import dampen, fisher_variances, importances, retain_fisher
 from mu_lib.unlearn.distill import kd_loss, rewind_target, scrub_checkpoints
 from mu_lib.unlearn.partial import blocks, reinit_blocks, trainable_blocks
-from mu_lib.unlearn.relabel import RandomLabelEpochs, boundary_labels, fgsm, saliency_mask
+from mu_lib.unlearn.relabel import RandomLabelEpochs, saliency_mask
 from mu_lib.unlearn.sparse import l1_weight
 
 
@@ -340,6 +341,7 @@ def test_fisher_forgetting_with_tiny_noise_is_the_original_and_zeroes_forgotten_
 
 def test_l1_weight_decays_linearly_then_stops():
     assert [l1_weight(t, epochs=5, alpha=2.0) for t in range(5)] == pytest.approx([2.0, 1.6, 1.2, 0.8, 0.4])
+    assert l1_weight(2.5, epochs=5, alpha=2.0) == pytest.approx(1.0)  # continuous in time
     assert [l1_weight(t, epochs=5, alpha=2.0, no_l1_epochs=3) for t in range(5)] == [2.0, 1.0, 0.0, 0.0, 0.0]
     assert [l1_weight(t, epochs=2, alpha=2.0, no_l1_epochs=2) for t in range(2)] == [2.0, 2.0]
     with pytest.raises(ValueError, match="no_l1_epochs"):
@@ -353,12 +355,16 @@ def test_l1_sparse_matches_a_loop_with_the_decaying_penalty(setup):
     ref = copy.deepcopy(net).train()
     opt = torch.optim.SGD(ref.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
     loader = s.loader("retain", batch_size=64, shuffle=True, seed=0)
-    for _epoch, gamma in enumerate([1e-3, 0.5e-3, 0.0]):
+    step = 0
+    for _epoch in range(3):
         for x, y in loader:
+            t = step / len(loader)  # time in epochs; the penalty fades over the first 2 of them
+            gamma = 1e-3 * (1 - t / 2) if t < 2 else 0.0
             l1 = sum(p.abs().sum() for p in ref.parameters())
             opt.zero_grad()
             (F.cross_entropy(ref(x), y) + gamma * l1).backward()
             opt.step()
+            step += 1
     assert _close(_params(out), _params(ref), rtol=1e-5, atol=1e-6)
     l1 = [sum(float(p.detach().abs().sum()) for p in m.parameters()) for m in (out, net)]
     assert l1[0] < l1[1]

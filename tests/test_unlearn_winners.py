@@ -99,30 +99,39 @@ def test_msg_reinitialises_exactly_the_smallest_gradients(setup):
             assert torch.equal(p, params[name])
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 5e-3])
-def test_msg_fine_tunes_kept_weights_ten_times_slower(setup, weight_decay):
-    """One epoch of MSG (momentum 0) against a plain loop: p -= lr * f(0) * scale * (grad + wd * p)."""
+@pytest.mark.parametrize("weight_decay, scale_decay", [(0.0, False), (5e-3, False), (5e-3, True)])
+def test_msg_fine_tunes_kept_weights_ten_times_slower(setup, weight_decay, scale_decay):
+    """Two epochs of MSG (momentum 0) against a plain loop: the team's gradient scaling
+    ``p -= lr_t * (scale * grad + wd * p)`` by default, ``p -= lr_t * scale * (grad + wd * p)`` with
+    ``scale_weight_decay``; ``lr_t`` follows the warm-up-and-decay triangle step by step."""
     s, net = setup
-    kw = dict(lr=0.01, momentum=0.0, weight_decay=weight_decay)
-    out = unlearn.get("msg", epochs=1, **kw)(net, s, device="cpu", seed=2)
+    kw = dict(lr=0.01, momentum=0.0, weight_decay=weight_decay, scale_weight_decay=scale_decay)
+    out = unlearn.get("msg", epochs=2, **kw)(net, s, device="cpu", seed=2)
     ref = unlearn.get("msg", epochs=0)(net, s, device="cpu", seed=2).train()
     grads = w.msg_gradients(copy.deepcopy(net), *s.xy("retain"), *s.xy("forget"), batch_size=64,
                             generator=torch.Generator().manual_seed(2))
     scale = {n: torch.where(m, 1.0, 0.1) for n, m in w.small_gradient_masks(grads, fraction=0.3).items()}
-    lr = kw["lr"] * w.msg_lr_factor(0, 1)
-    for xb, yb in s.loader("retain", batch_size=64, shuffle=True, seed=2):
-        ref.zero_grad()
-        F.cross_entropy(ref(xb), yb).backward()
-        with torch.no_grad():
-            for n, p in ref.named_parameters():
-                p -= lr * scale.get(n, 1.0) * (p.grad + weight_decay * p)
+    loader = s.loader("retain", batch_size=64, shuffle=True, seed=2)
+    total, step = 2 * len(loader), 0
+    for _ in range(2):
+        for xb, yb in loader:
+            x = 1 + 5 * step / total  # the triangle of Deep Unlearn's 5-epoch schedule, per step
+            lr = kw["lr"] * min(x, 6 - x) / 3
+            ref.zero_grad()
+            F.cross_entropy(ref(xb), yb).backward()
+            with torch.no_grad():
+                for n, p in ref.named_parameters():
+                    sc = scale.get(n, 1.0)
+                    p -= lr * (sc * (p.grad + weight_decay * p) if scale_decay else sc * p.grad + weight_decay * p)
+            step += 1
     for (n, p), q in zip(out.named_parameters(), ref.parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
 
 
 def test_msg_lr_schedule_warms_up_then_decays():
-    assert [round(w.msg_lr_factor(e, 5), 6) for e in range(5)] == [round(v, 6) for v in (1 / 3, 2 / 3, 1, 2 / 3, 1 / 3)]
-    assert [w.msg_lr_factor(e, 4) for e in range(4)] == [0.5, 1.0, 2 / 3, 1 / 3]
+    expected = [round(v, 6) for v in (1 / 3, 2 / 3, 1, 2 / 3, 1 / 3)]
+    assert [round(w.msg_lr_factor(e / 5), 6) for e in range(5)] == expected
+    assert w.msg_lr_factor(0.5) == pytest.approx(5 / 6) and w.msg_lr_factor(0.999) > 0
 
 
 def test_prmq_prunes_the_requested_fraction_globally(setup):
@@ -190,7 +199,8 @@ def test_reinit_mse_resets_whole_layers_and_never_reads_forget(setup):
 
 def test_reinit_mse_epoch_budget_scales_every_cycle():
     cfg = unlearn.get("reinit_mse", epoch_budget=2.5).config
-    assert cfg.cycle_epochs == (1, 1, 1) and cfg.total_epochs() == 3
+    assert cfg.cycle_epochs == pytest.approx((2.5 / 4.5, 5 / 4.5, 5 / 4.5)) and cfg.budget_cost() == pytest.approx(2.5)
+    assert cfg.cosine_period == pytest.approx(2 * 2.5 / 4.5)
     assert unlearn.get("reinit_mse", epoch_budget=100).config.cycle_epochs == (1, 2, 2)
     with pytest.raises(ValueError, match="cycle_epochs"):
         unlearn.get("reinit_mse", cycle_epochs=())
@@ -219,8 +229,8 @@ def test_rni_adds_noise_only_to_chosen_layers(setup):
 def test_rni_noise_epoch_changes_nothing_but_the_reset_and_the_noise(setup):
     """With a vanishing learning rate, one noise epoch equals: reset fc, then one noise round."""
     s, net = setup
-    out = unlearn.get("rni", reset_epochs=0, noise_epochs=1, fine_epochs=0, layers_per_epoch=2, noise_ratio=0.5,
-                      lr=1e-30, weight_decay=0.0)(net, s, device="cpu", seed=4)
+    out = unlearn.get("rni", reset_epochs=0, noise_epochs=1, noise_rounds=1, fine_epochs=0, layers_per_epoch=2,
+                      noise_ratio=0.5, lr=1e-30, weight_decay=0.0)(net, s, device="cpu", seed=4)
     ref = copy.deepcopy(net)
     gen = torch.Generator().manual_seed(4)
     w.reset_layer_(ref.fc, generator=gen)
@@ -294,3 +304,179 @@ def test_runs_on_resnet18_with_batch_norm(name):
     out = unlearn.get(name, epoch_budget=1, **small)(net, s, device="cpu", seed=0)
     assert type(out) is type(net) and any(_changed(out, net).values())
     assert all(torch.isfinite(v).all() for v in out.state_dict().values() if v.is_floating_point())
+
+
+# ---------------------------------------------------------------- training loops against slow references
+
+def _sgd(params, lr, momentum=0.9, wd=0.0):
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=wd)
+
+
+def _cos(k, total):
+    return 0.5 * (1 + math.cos(math.pi * min(k, total - 1) / total))
+
+
+def _same(a, b, atol=1e-6):
+    return all(torch.allclose(p, q, atol=atol) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_fcs_stage2_matches_a_loop(setup):
+    """Forget rounds (contrastive loss against detached retain logits, per-step cosine to eta_min) alternating
+    with cross-entropy retain rounds, three optimisers, train mode throughout."""
+    s, net = setup
+    kw = dict(stage1_epochs=0, epochs=2, batch_size=32, forget_lr=1e-2, eta_min=1e-4)
+    out = unlearn.get("fcs", **kw)(net, s, device="cpu", seed=3)
+    ref = copy.deepcopy(net).train()
+    forget = s.loader("forget", batch_size=32, shuffle=True, seed=3)
+    retain = s.loader("retain", batch_size=32, shuffle=True, seed=4)
+    pairs = s.loader("retain", batch_size=32, shuffle=True, seed=5)
+    opt_f = _sgd(ref.parameters(), 1e-2)
+    opt_r = _sgd(ref.parameters(), 1e-3 * 32 / 64, wd=1e-2)
+    total, k = 2 * len(forget), 0
+    for _ in range(2):
+        partner = iter(())
+        for xf, _ in forget:
+            try:
+                xr, _ = next(partner)
+            except StopIteration:
+                partner = iter(pairs)
+                xr, _ = next(partner)
+            for g in opt_f.param_groups:  # CosineAnnealingLR's closed form, stepped after every forget step
+                g["lr"] = 1e-4 + (1e-2 - 1e-4) * (1 + math.cos(math.pi * k / total)) / 2
+            with torch.no_grad():
+                zr = ref(xr)
+            loss = w.contrastive_forget_loss(ref(xf), zr, temperature=1.15)
+            opt_f.zero_grad()
+            loss.backward()
+            opt_f.step()
+            k += 1
+        for xb, yb in retain:
+            opt_r.zero_grad()
+            F.cross_entropy(ref(xb), yb).backward()
+            opt_r.step()
+    assert _same(out, ref, atol=1e-5)
+
+
+def test_kde_matches_a_loop(setup):
+    s, net = setup
+    out = unlearn.get("kde", warmup_epochs=1, epochs=2, batch_size=32)(net, s, device="cpu", seed=1)
+    ref, teacher = copy.deepcopy(net), copy.deepcopy(net).eval()
+    gen = torch.Generator().manual_seed(1)
+    w.reset_layer_(ref.conv1, generator=gen)
+    w.reset_layer_(ref.fc, generator=gen)
+    ref.train()
+    T = 5.0
+
+    def kl(student, teacher_logits):
+        p = torch.softmax(teacher_logits / T, 1)
+        return (p * (p.log() - torch.log_softmax(student / T, 1))).sum(1).mean()
+
+    opt = _sgd(ref.parameters(), 9e-4, wd=5e-4)
+    for xb, _ in s.loader("val", batch_size=32, shuffle=True, seed=2):
+        with torch.no_grad():
+            t = teacher(xb)
+        opt.zero_grad()
+        kl(ref(xb), t).backward()
+        opt.step()
+    retain = s.loader("retain", batch_size=32, shuffle=True, seed=1)
+    opt = _sgd(ref.parameters(), 1e-3, wd=5e-4)
+    total, k = 2 * len(retain), 0
+    for _ in range(2):
+        for xb, yb in retain:
+            for g in opt.param_groups:
+                g["lr"] = 1e-3 * _cos(k, total)
+            with torch.no_grad():
+                t = teacher(xb)
+            o = ref(xb)
+            soft = -(torch.softmax(t / T, 1) * torch.log_softmax(o / T, 1)).sum(1).mean()
+            opt.zero_grad()
+            (F.cross_entropy(o, yb) + soft + kl(o, t)).backward()
+            opt.step()
+            k += 1
+    assert _same(out, ref, atol=1e-5)
+
+
+def test_reinit_mse_matches_a_loop(setup):
+    s, net = setup
+    out = unlearn.get("reinit_mse", cycle_epochs=(1.5,), layers_per_cycle=2, lr=0.01, cosine_period=1.0)(
+        net, s, device="cpu", seed=7)
+    ref, teacher = copy.deepcopy(net), copy.deepcopy(net).eval()
+    gen = torch.Generator().manual_seed(7)
+    loader = s.loader("retain", batch_size=64, shuffle=True, seed=7)
+    w.reinit_random_layers_(ref, count=2, generator=gen)
+    opt = _sgd(ref.parameters(), 0.01, wd=5e-4)
+    ref.train()
+    steps, k = round(1.5 * len(loader)), 0
+    while k < steps:
+        for xb, _ in loader:
+            if k == steps:
+                break
+            for g in opt.param_groups:  # a cosine of period 1 epoch, flat at 0 after it
+                g["lr"] = 0.01 * 0.5 * (1 + math.cos(math.pi * min(k / len(loader), 1.0)))
+            xn = xb + 0.01 * torch.randn(xb.shape, generator=gen)
+            with torch.no_grad():
+                target = teacher(xn)
+            opt.zero_grad()
+            F.mse_loss(ref(xn), target).backward()
+            opt.step()
+            k += 1
+    assert _same(out, ref, atol=1e-5)
+
+
+def test_cfw_matches_a_loop(setup):
+    s, net = setup
+    out = unlearn.get("cfw", epochs=2, class_weighting="balanced", lr=0.01)(net, s, device="cpu", seed=2)
+    ref = copy.deepcopy(net)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        ref.conv1.weight.add_(0.6 * torch.randn(ref.conv1.weight.shape, generator=gen))
+    x, y = s.xy("retain")
+    counts = torch.bincount(y, minlength=10).double()
+    weights = (counts.sum() / (10 * counts)).float()  # every class occurs: scikit-learn's balanced rule
+    loader = data.TensorLoader(x, y, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(2))
+    opt = _sgd(ref.parameters(), 0.01, wd=5e-4)
+    ref.train()
+    total, k = 2 * len(loader), 0
+    for _ in range(2):
+        for xb, yb in loader:
+            for g in opt.param_groups:
+                g["lr"] = 0.01 * _cos(k, total)
+            opt.zero_grad()
+            (weights[yb] * F.cross_entropy(ref(xb), yb, reduction="none")).mean().backward()
+            opt.step()
+            k += 1
+            if k == round(0.75 * total):  # the light variation, after three quarters of the steps
+                with torch.no_grad():
+                    ref.conv1.weight.add_(0.005 * torch.randn(ref.conv1.weight.shape, generator=gen))
+    assert _same(out, ref, atol=1e-5)
+
+
+def test_prmq_matches_a_loop(setup):
+    s, net = setup
+    out = unlearn.get("prmq", epochs=1.5, prune_amount=0.5)(net, s, device="cpu", seed=3)
+    ref, teacher = copy.deepcopy(net), copy.deepcopy(net).eval()
+    gen = torch.Generator().manual_seed(3)
+    w.prune_and_reinit_(ref, amount=0.5, generator=gen)
+    x, y = s.xy("retain")
+    weights = torch.bincount(y, minlength=10).clamp(min=1).float() ** -0.1
+    loader = data.TensorLoader(x, y, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(3))
+    opt = _sgd(ref.parameters(), 5e-4, wd=5e-4)
+    ref.train()
+    steps, k = int(len(loader) * 1.5), 0
+
+    def entropy(z):
+        p = torch.softmax(z, 1)
+        return -(p * torch.log_softmax(z, 1)).sum(1)
+
+    while k < steps:
+        for xb, yb in loader:
+            if k == steps:
+                break
+            with torch.no_grad():
+                h0 = entropy(teacher(xb))
+            o = ref(xb)
+            opt.zero_grad()
+            (F.cross_entropy(o, yb, weight=weights) + ((entropy(o) - h0) ** 2).mean()).backward()
+            opt.step()
+            k += 1
+    assert _same(out, ref, atol=1e-5)

@@ -9,16 +9,29 @@ file                   methods
 =====================  ==========================================================================
 ``reference.py``       ``retrain`` (the gold standard), ``original`` (do nothing), ``finetune``
 ``gradient.py``        ``gradient_ascent``, ``neggrad_plus``
-``relabel.py``         ``random_labels``, ``salun``, ``boundary_shrink``
+``sfron.py``           ``sfr_on`` (adaptive, saliency-masked ascent interleaved with descent)
+``relabel.py``         ``random_labels``, ``salun``
+``boundary.py``        ``boundary_shrink``, ``boundary_expanding``
 ``sparse.py``          ``l1_sparse``
 ``partial.py``         ``cf_k``, ``eu_k``
+``influence.py``       ``influence`` (IU: one WoodFisher Newton step)
 ``dampen.py``          ``ssd``, ``fisher``
 ``distill.py``         ``scrub``, ``bad_teacher``
+``scar.py``            ``scar`` (Mahalanobis forgetting with distillation)
+``unsir.py``           ``unsir`` (error-maximising noise, impair, repair)
+``amnesiac.py``        ``amnesiac`` (roll back recorded training updates)
 ``winners/``           the NeurIPS 2023 competition's winners, one file each, by rank
 =====================  ==========================================================================
 
-``base.py`` holds the protocol (:class:`Method`, :class:`RestrictedSplits`, the registry and the
-config bases); ``compare.py`` runs several methods from one original model. Private machinery
+The order is the book's: the reference points; the gradient-based methods (ascent, then SFR-on,
+which refines it); relabelling and the decision-boundary methods; sparsity and partial
+retraining; the one-shot parameter edits (influence, dampening); distillation (SCRUB, Bad
+Teacher, SCAR); noise-based impair-repair (UNSIR); the rollback of training-time records
+(Amnesiac); and the competition's winners.
+
+``base.py`` holds the protocol (:class:`Method`, :class:`RestrictedSplits`, the registry, the
+config bases and the epoch-budget rule); ``compare.py`` runs several methods from one original
+model; ``tune.py`` searches a method's hyperparameters without a retrained model (:func:`tune`). Private machinery
 (training loops, the layer vocabulary, shared losses) lives in ``_``-prefixed files.
 
 Example:
@@ -30,12 +43,14 @@ Example:
 """
 
 from mu_lib.unlearn.base import (
+                                 NOMINAL_FRACTIONS,
                                  Method,
                                  MethodInfo,
                                  RestrictedSplits,
                                  SGDConfig,
                                  UnlearnConfig,
                                  available,
+                                 check_model_fits,
                                  get,
                                  info,
                                  register,
@@ -46,15 +61,23 @@ from mu_lib.unlearn.base import (
 # isort: off
 from mu_lib.unlearn import reference
 from mu_lib.unlearn import gradient
+from mu_lib.unlearn import sfron
 from mu_lib.unlearn import relabel
+from mu_lib.unlearn import boundary
 from mu_lib.unlearn import sparse
 from mu_lib.unlearn import partial
+from mu_lib.unlearn import influence
 from mu_lib.unlearn import dampen
 from mu_lib.unlearn import distill
+from mu_lib.unlearn import scar
+from mu_lib.unlearn import unsir
+from mu_lib.unlearn import amnesiac
 from mu_lib.unlearn import winners
 # isort: on
 from mu_lib.unlearn.compare import compare_methods
+from mu_lib.unlearn.tune import TuneResult, search_space, tune
 
-__all__ = ["Method", "MethodInfo", "RestrictedSplits", "SGDConfig", "UnlearnConfig", "available", "compare_methods",
-           "get", "info", "register", "reference", "gradient", "relabel", "sparse", "partial", "dampen", "distill",
-           "winners"]
+__all__ = ["NOMINAL_FRACTIONS", "Method", "MethodInfo", "RestrictedSplits", "SGDConfig", "UnlearnConfig", "TuneResult",
+           "available", "check_model_fits", "compare_methods", "get", "info", "register", "search_space", "tune",
+           "reference", "gradient", "sfron", "relabel", "boundary", "sparse", "partial", "influence", "dampen",
+           "distill", "scar", "unsir", "amnesiac", "winners"]

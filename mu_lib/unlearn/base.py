@@ -42,9 +42,11 @@ from torch import nn
 
 from mu_lib import cost, runtime
 from mu_lib.data import PARTS, Splits, TensorLoader
+from mu_lib.unlearn._fit import check_model_fits
 from mu_lib.unlearn._loops import check_config
 
 __all__ = [
+    "NOMINAL_FRACTIONS",
     "UnlearnConfig",
     "SGDConfig",
     "Method",
@@ -54,27 +56,69 @@ __all__ = [
     "available",
     "get",
     "info",
+    "check_model_fits",
 ]
+
+
+NOMINAL_FRACTIONS: dict[str, float] = {"retain": 0.9, "forget": 0.1, "train": 1.0, "val": 0.15}
+"""Nominal size of each part of the data, as a fraction of the training set (retain plus forget),
+used to weigh the epochs of a method's phases against the epoch budget: the forget set is a tenth
+of the training set in the book's requests and in Deep Unlearn's, and Deep Unlearn holds out 15 %
+of the data for validation. An epoch that reads only the forget set thus costs a tenth of an
+epoch over the training set, and one that pairs every retain batch with a forget batch costs 1.8."""
 
 
 @dataclass(frozen=True)
 class UnlearnConfig:
-    """Base class of the hyperparameter dataclasses.
+    """Base class of the hyperparameter dataclasses, and the rule that fits them to an epoch budget.
 
-    Subclasses list their epoch-like fields in ``epoch_fields``; :meth:`with_epoch_budget` scales
-    them down together when their sum exceeds a budget (the reference defaults were chosen for
-    CIFAR-10 models trained for 182 epochs; a smaller profile trains its original model for
-    fewer epochs and gives unlearning proportionally fewer).
+    **The budget rule.** An epoch budget ``B`` (20 % of the original training's epochs in the
+    book) bounds the *cost* of a method, counted in epochs over the training set. A subclass lists
+    its epoch-like fields (the lengths of its phases) in ``epoch_fields`` and, in
+    ``epoch_weights``, what one epoch of each phase costs in training-set epochs (the part of the
+    data it trains on, at the sizes of :data:`NOMINAL_FRACTIONS`; forward passes of teachers and
+    attacks are not counted). When the weighted sum exceeds ``B``, *every* epoch-like field and
+    every other schedule-shaped field listed in ``scaled_fields`` (a number of epochs inside a
+    phase, a period) is multiplied by the same factor ``B / cost``: integer fields are rounded
+    (at least 1 when they were at least 1; 0 stays 0), float fields stay fractional. Inside a
+    phase every method runs its schedule (learning-rate decay, warm-up, milestones, penalties)
+    as a function of the *fraction* of the phase done, step by step, so that a shorter run has
+    the same shape, only fewer steps. Each method documents its own rule.
+
+    The reference defaults were chosen for CIFAR-10 models trained for 182 epochs; a smaller
+    profile trains its original model for fewer epochs and gives unlearning proportionally fewer.
     """
 
     epoch_fields: ClassVar[tuple[str, ...]] = ("epochs",)
+    epoch_weights: ClassVar[tuple[float, ...] | None] = None
+    scaled_fields: ClassVar[tuple[str, ...]] = ()
 
     def total_epochs(self) -> float:
         """Sum of the epoch-like fields (0 for methods that do not train)."""
-        return float(sum(getattr(self, f) for f in self.epoch_fields if hasattr(self, f)))
+        return float(sum(_as_total(getattr(self, f)) for f in self.epoch_fields if hasattr(self, f)))
+
+    def budget_cost(self) -> float:
+        """The cost that the epoch budget bounds: the epoch-like fields weighted by ``epoch_weights``.
+
+        Example:
+            >>> @dataclass(frozen=True)
+            ... class C(UnlearnConfig):
+            ...     epoch_fields = ("forget_epochs", "epochs")
+            ...     epoch_weights = (NOMINAL_FRACTIONS["forget"], NOMINAL_FRACTIONS["retain"])
+            ...     forget_epochs: int = 10
+            ...     epochs: int = 5
+            >>> round(C().budget_cost(), 2)
+            5.5
+        """
+        weights = self.epoch_weights or (1.0,) * len(self.epoch_fields)
+        if len(weights) != len(self.epoch_fields):
+            raise TypeError(f"{type(self).__name__}.epoch_weights must have one weight per epoch field "
+                            f"{self.epoch_fields}, got {weights}")
+        return float(sum(w * _as_total(getattr(self, f)) for f, w in zip(self.epoch_fields, weights)
+                         if hasattr(self, f)))
 
     def with_epoch_budget(self, budget: float) -> UnlearnConfig:
-        """A copy whose epoch-like fields sum to at most about ``budget`` (each keeps at least 1).
+        """A copy whose :meth:`budget_cost` is about ``budget`` when it was more (see the class docstring).
 
         Example:
             >>> @dataclass(frozen=True)
@@ -83,25 +127,40 @@ class UnlearnConfig:
             >>> C().with_epoch_budget(4).epochs, C().with_epoch_budget(40).epochs
             (4, 10)
         """
-        if budget <= 0:
-            raise ValueError(f"epoch budget must be positive, got {budget}")
-        total = self.total_epochs()
-        if total <= budget:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) \
+                or budget <= 0:
+            raise ValueError(f"epoch budget must be a positive number, got {budget!r}")
+        cost = self.budget_cost()
+        if cost <= budget:
             return self
-        return self._scaled_epochs(budget / total)
+        return self._scaled_epochs(budget / cost)
 
     def _scaled_epochs(self, scale: float) -> UnlearnConfig:
-        """A copy with every epoch-like field multiplied by ``scale`` < 1 (integers floored, at least 1)."""
+        """A copy with every epoch-like and schedule-shaped field multiplied by ``scale`` < 1."""
         changes: dict[str, Any] = {}
         for f in self.epoch_fields:
-            if not hasattr(self, f):
-                continue
-            v = getattr(self, f)
-            if isinstance(v, int):
-                changes[f] = max(1, int(math.floor(v * scale)))
-            else:
-                changes[f] = max(min(v, 1.0), v * scale)
+            if hasattr(self, f):
+                changes[f] = _scale_value(getattr(self, f), scale, keep_one=True)
+        for f in self.scaled_fields:
+            if hasattr(self, f):
+                changes[f] = _scale_value(getattr(self, f), scale, keep_one=False)
         return dataclasses.replace(self, **changes)
+
+
+def _as_total(v: Any) -> float:
+    return float(sum(v)) if isinstance(v, tuple) else float(v)
+
+
+def _scale_value(v: Any, scale: float, *, keep_one: bool) -> Any:
+    """Scale one value: integers rounded (phases keep at least 1 epoch unless they had 0), floats kept
+    fractional, tuples elementwise."""
+    if isinstance(v, tuple):
+        return tuple(_scale_value(e, scale, keep_one=keep_one) for e in v)
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return 0 if v == 0 else max(1 if keep_one else 0, int(round(v * scale)))
+    return float(v) * scale
 
 
 @dataclass(frozen=True)
@@ -215,6 +274,8 @@ class MethodInfo:
         reference: the paper or write-up it follows.
         uses: the data parts it reads.
         config_cls: its hyperparameter dataclass.
+        needs: what the original model must carry from its training (``"update_log"`` for
+            Amnesiac unlearning); empty for a method that works on any trained model.
     """
 
     name: str
@@ -224,14 +285,17 @@ class MethodInfo:
     uses: frozenset[str]
     config_cls: type[UnlearnConfig]
     fn: UnlearnFn
+    needs: frozenset[str] = frozenset()
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
 
 
 def register(name: str, *, config: type[UnlearnConfig], family: str, summary: str, reference: str,
-             uses: Iterable[str]) -> Callable[[UnlearnFn], UnlearnFn]:
+             uses: Iterable[str], needs: Iterable[str] = ()) -> Callable[[UnlearnFn], UnlearnFn]:
     """Register ``fn(model, splits, cfg, *, device, seed) -> nn.Module`` under ``name``.
+
+    ``needs`` names what the original model must carry from training (see :class:`MethodInfo`).
 
     ``fn`` receives a deep copy of the model (already on ``device``), a :class:`RestrictedSplits`
     and the config instance; it may modify the copy in place and return it (or a new module).
@@ -245,20 +309,33 @@ def register(name: str, *, config: type[UnlearnConfig], family: str, summary: st
         if name in _REGISTRY:
             raise ValueError(f"unlearning method {name!r} is already registered")
         _REGISTRY[name] = MethodInfo(name=name, family=family, summary=summary, reference=reference,
-                                     uses=frozenset(uses), config_cls=config, fn=fn)
+                                     uses=frozenset(uses), config_cls=config, fn=fn,
+                                     needs=frozenset(needs))
         return fn
 
     return deco
 
 
-def available(family: str | None = None) -> list[str]:
+def available(family: str | None = None, *, model_has: Iterable[str] | None = None) -> list[str]:
     """Registered method names, in the book's order (optionally one family only).
 
     :mod:`mu_lib.unlearn` imports its method modules explicitly in that order: the references
     (retraining, the original model, fine-tuning), then the families, then the competition's
     winners by rank. Methods registered later (your own) come after them.
+
+    Args:
+        family: keep only this family.
+        model_has: keep only the methods whose :attr:`MethodInfo.needs` the original model
+            carries; ``model_has=()`` lists the methods that run on a plainly trained model
+            (all but ``amnesiac``, which needs the training-time ``"update_log"``).
+
+    Example:
+        >>> "amnesiac" in available(), "amnesiac" in available(model_has=())
+        (True, False)
     """
-    return [n for n, m in _REGISTRY.items() if family is None or m.family == family]
+    has = None if model_has is None else frozenset(model_has)
+    return [n for n, m in _REGISTRY.items()
+            if (family is None or m.family == family) and (has is None or m.needs <= has)]
 
 
 def info(name: str) -> MethodInfo:
@@ -299,6 +376,7 @@ class Method:
             raise TypeError(f"splits must be a mu_lib.data.Splits, got {type(splits).__name__}")
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_model_fits(model, splits.data)
         dev = runtime.resolve_device(device)
         net = copy.deepcopy(model).to(dev)
         view = RestrictedSplits(splits, allowed=self.info.uses, owner=self.name)
@@ -327,9 +405,10 @@ def get(name: str, *, epoch_budget: float | None = None, **overrides: Any) -> Me
 
     Args:
         name: one of :func:`available`.
-        epoch_budget: scale the method's epochs down to at most this many (see
-            :meth:`UnlearnConfig.with_epoch_budget`); ``None`` keeps the reference defaults.
-            Explicit overrides of epoch fields are kept as given.
+        epoch_budget: fit the reference setting to this many epochs of cost (the rule of
+            :class:`UnlearnConfig`: every phase and schedule-shaped field scaled together);
+            ``None`` keeps the reference defaults. Explicit overrides are applied after it and
+            kept as given.
         **overrides: hyperparameters to change.
 
     Returns:
@@ -337,7 +416,14 @@ def get(name: str, *, epoch_budget: float | None = None, **overrides: Any) -> Me
 
     Raises:
         ValueError: for an unknown name or unknown hyperparameter names (the message lists the
-            valid ones).
+            valid ones), and for a value of the wrong kind or out of range (the message names
+            the field and the value), all before anything runs.
+
+    Example:
+        >>> get("finetune", epochs=2.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: FinetuneConfig.epochs must be an integer, got 2.5
     """
     entry = info(name)
     fields = {f.name for f in dataclasses.fields(entry.config_cls)}

@@ -93,7 +93,7 @@ class SSDConfig(UnlearnConfig):
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("alpha", "lam", "batch_size"))
+        _loops.check_config(self, integer=("batch_size",), positive=("alpha", "lam", "batch_size"))
 
 
 @register("ssd", config=SSDConfig, family="dampening", uses=("retain", "forget"),
@@ -205,9 +205,9 @@ class FisherConfig(UnlearnConfig):
     num_examples: int | None = None
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("alpha", "batch_size"))
-        if self.num_examples is not None and self.num_examples < 1:
-            raise ValueError(f"FisherConfig.num_examples must be None or >= 1, got {self.num_examples!r}")
+        _loops.check_config(self, integer=("batch_size",), positive=("alpha", "batch_size"))
+        if self.num_examples is not None:
+            _loops.check_config(self, integer=("num_examples",), positive=("num_examples",))
 
 
 @register("fisher", config=FisherConfig, family="dampening", uses=("retain", "forget"),

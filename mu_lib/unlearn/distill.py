@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ from torch import nn
 from mu_lib.data import TensorLoader
 from mu_lib.models import reinitialize
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, UnlearnConfig, register
 
 __all__ = ["ScrubConfig", "BadTeacherConfig", "Checkpoint", "kd_loss", "scrub_checkpoints", "rewind_target",
            "scrub", "bad_teacher"]
@@ -48,11 +49,18 @@ class ScrubConfig(UnlearnConfig):
     5 epochs of which the first 3 have a max-step, ``gamma`` 1, ``alpha`` 0.5, ``kd_T`` 4,
     SGD lr 5e-4, momentum 0.9, wd 5e-4, retain batch 32, forget batch 16, decay 0.1.
 
-    The learning rate is multiplied by ``lr_decay`` after ``floor(f * epochs)`` epochs for
-    f = 0.5, 0.8, 0.9 (Deep Unlearn's rule, which scales with the epoch budget; the notebook's
-    fixed milestones 3, 5, 9 decay once at epoch 4 of 5). Its ``beta`` term (other distillation
-    losses) is 0 for plain KD and its SGDA ``smoothing`` term is always 0 (see Deep Unlearn), so
-    neither is a field here.
+    The notebook multiplies the rate by ``lr_decay`` once for every milestone of
+    ``lr_decay_epochs = [3, 5, 9]`` that the epoch has passed: over 5 epochs, once, for epochs 4
+    and 5. Here the milestones are the same fractions of the run, ``lr_milestones = (0.6, 1.0,
+    1.8)``, applied step by step: identical at 5 epochs, and the same shape at any other length
+    (Deep Unlearn's ``floor(f * epochs)`` milestones at f = 0.5, 0.8, 0.9 decay a three-epoch run
+    twice and a one-epoch run three times, from its first step). Its ``beta`` term (other
+    distillation losses) is 0 for plain KD and its SGDA ``smoothing`` term is always 0 (see Deep
+    Unlearn), so neither is a field here.
+
+    Budget rule: a min-step epoch passes over the retain set (weight 0.9) and a max-step over the
+    forget set (weight 0.1); ``epochs`` and ``msteps`` scale together (so 3 of 5 max-step epochs
+    become 2 of 3 at a budget of 3), and ``msteps`` never exceeds ``epochs``.
 
     Attributes:
         msteps: epochs (the first ones) that start with a max-step over the forget set.
@@ -63,6 +71,8 @@ class ScrubConfig(UnlearnConfig):
             forget-validation error (False: the last epoch's student, plain SCRUB).
     """
 
+    epoch_fields = ("epochs", "msteps")
+    epoch_weights = (NOMINAL_FRACTIONS["retain"], NOMINAL_FRACTIONS["forget"])
     epochs: int = 5
     msteps: int = 3
     gamma: float = 1.0
@@ -72,14 +82,23 @@ class ScrubConfig(UnlearnConfig):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_decay: float = 0.1
+    lr_milestones: tuple[float, ...] = (0.6, 1.0, 1.8)
     retain_batch_size: int = 32
     forget_batch_size: int = 16
     rewind: bool = True
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "kd_T", "retain_batch_size", "forget_batch_size"),
+        _loops.check_config(self, integer=("epochs", "msteps", "retain_batch_size", "forget_batch_size"),
+                            positive=("lr", "kd_T", "retain_batch_size", "forget_batch_size"),
                             nonnegative=("epochs", "msteps", "gamma", "alpha", "weight_decay", "lr_decay"),
-                            fraction=("momentum",))
+                            below_one=("momentum",), boolean=("rewind",))
+        if not isinstance(self.lr_milestones, tuple) or not all(
+                isinstance(m, (int, float)) and not isinstance(m, bool) and m >= 0 for m in self.lr_milestones):
+            raise ValueError(f"ScrubConfig.lr_milestones must be a tuple of fractions >= 0, got {self.lr_milestones!r}")
+
+    def _scaled_epochs(self, scale: float) -> ScrubConfig:
+        out = super()._scaled_epochs(scale)
+        return dataclasses.replace(out, msteps=min(out.msteps, out.epochs))
 
 
 @dataclass(frozen=True)
@@ -111,8 +130,8 @@ def scrub_checkpoints(model: nn.Module, splits: RestrictedSplits, cfg: ScrubConf
                       seed: int) -> list[Checkpoint]:
     """Train ``model`` in place with SCRUB and return the checkpoint saved after every epoch.
 
-    Each epoch ``e = 1..E`` sets the learning rate (:func:`mu_lib.unlearn._loops.step_decay`),
-    runs a max-step over the forget set if ``e <= msteps`` (loss ``-KL``), then a min-step over
+    Each epoch ``e = 1..E`` runs a max-step over the forget set if ``e <= msteps`` (loss ``-KL``),
+    then a min-step over
     the retain set (``gamma CE + alpha KL``); the student is in train mode, the teacher (a frozen
     copy of the original) in eval mode.
     """
@@ -122,11 +141,13 @@ def scrub_checkpoints(model: nn.Module, splits: RestrictedSplits, cfg: ScrubConf
     xf, yf = splits.xy("forget", device=device)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     passes = _ScrubPasses(forget, retain, msteps=cfg.msteps)
+    steps = [len(retain) + (len(forget) if e < cfg.msteps else 0) for e in range(cfg.epochs)]
+    sched = _loops.per_step(opt, lambda t: _loops.milestone_factor(t, milestones=cfg.lr_milestones,
+                                                                   decay=cfg.lr_decay), steps)
     checkpoints = []
 
     def start(epoch: int) -> None:  # 0-based; SCRUB counts epochs from 1
         passes.epoch = epoch + 1
-        _loops.set_lr(opt, cfg.lr * _loops.step_decay(epoch + 1, cfg.epochs, decay=cfg.lr_decay))
 
     def save(epoch: int) -> None:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -141,7 +162,7 @@ def scrub_checkpoints(model: nn.Module, splits: RestrictedSplits, cfg: ScrubConf
         return cfg.gamma * F.cross_entropy(out, yb) + cfg.alpha * kd_loss(out, target, temperature=cfg.kd_T)
 
     _loops.run_epochs(model, passes, epochs=cfg.epochs, optimizer=opt, loss_fn=loss_fn, method="scrub",
-                      before_epoch=start, after_epoch=save)
+                      before_epoch=start, after_epoch=save, scheduler=sched, per_step_scheduler=True)
     return checkpoints
 
 
@@ -197,11 +218,15 @@ class BadTeacherConfig(UnlearnConfig):
 
     (Deep Unlearn instead uses the full retain set, Adam lr 0.01 and 10 epochs.)
 
+    Budget rule: an epoch passes over the forget set and 30 % of the retain set (weight 0.37 at
+    the default fraction); the rate is constant.
+
     Attributes:
         retain_fraction: fraction of the retain set drawn (at random) for the competent teacher.
         temperature: softmax temperature of the teachers and the student.
     """
 
+    epoch_weights = (NOMINAL_FRACTIONS["forget"] + 0.3 * NOMINAL_FRACTIONS["retain"],)
     epochs: int = 1
     lr: float = 1e-4
     batch_size: int = 256
@@ -209,8 +234,14 @@ class BadTeacherConfig(UnlearnConfig):
     retain_fraction: float = 0.3
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size", "temperature", "retain_fraction"),
+        _loops.check_config(self, integer=("epochs", "batch_size"),
+                            positive=("lr", "batch_size", "temperature", "retain_fraction"),
                             nonnegative=("epochs",), fraction=("retain_fraction",))
+
+    def budget_cost(self) -> float:
+        """Epochs weighted by the part of the data an epoch reads: the forget set and ``retain_fraction``
+        of the retain set."""
+        return self.epochs * (NOMINAL_FRACTIONS["forget"] + self.retain_fraction * NOMINAL_FRACTIONS["retain"])
 
 
 @register("bad_teacher", config=BadTeacherConfig, family="distillation", uses=("retain", "forget"),

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, SGDConfig, register
 
 __all__ = ["GradientAscentConfig", "NegGradPlusConfig", "gradient_ascent", "neggrad_plus"]
 
@@ -38,16 +38,17 @@ class GradientAscentConfig(SGDConfig):
 
     (Unlearn-Sparse's README uses lr 1e-4 for 5 epochs on CIFAR-10; the range is searched per
     setting in Deep Unlearn.)
+
+    Budget rule: an epoch passes over the forget set only (weight 0.1); the rate is constant.
     """
 
+    epoch_weights = (NOMINAL_FRACTIONS["forget"],)
     epochs: int = 10
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 256
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
 
 
 @register("gradient_ascent", config=GradientAscentConfig, family="gradient ascent", uses=("forget",),
@@ -71,8 +72,12 @@ class NegGradPlusConfig(SGDConfig):
         alpha: weight of the retain loss; ``1 - alpha`` weighs the (negated) forget loss.
         proximal: ``lambda`` of the proximal term ``lambda/2 ||theta - theta_0||^2`` on the retain
             side. Deep Unlearn's value is 0 (it is a class attribute there, not a searched field).
+
+    Budget rule: an epoch passes over the retain set and over as many forget examples (weight
+    1.8); the rate is constant.
     """
 
+    epoch_weights = (2 * NOMINAL_FRACTIONS["retain"],)
     epochs: int = 10
     alpha: float = 0.95
     lr: float = 0.01

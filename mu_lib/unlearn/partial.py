@@ -31,7 +31,7 @@ from torch import nn
 from mu_lib.models import reinitialize
 from mu_lib.unlearn import _layers, _loops
 from mu_lib.unlearn._layers import blocks
-from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, SGDConfig, register
 
 __all__ = ["blocks", "PartialConfig", "trainable_blocks", "reinit_blocks", "cf_k", "eu_k"]
 
@@ -56,10 +56,19 @@ def reinit_blocks(model: nn.Module, *, k: int, seed: int) -> nn.Module:
     return model
 
 
+MILESTONES = (0.5, 0.8, 0.9)
+"""Deep Unlearn's learning-rate milestones of CF-k and EU-k, as fractions of the run."""
+
+
 @dataclass(frozen=True)
 class PartialConfig(SGDConfig):
     """Deep Unlearn's CF-k/EU-k defaults: ``k`` 1, SGD lr 0.01, 10 epochs, batch 256, the rate
     multiplied by 0.1 after 50 %, 80 % and 90 % of the epochs.
+
+    Budget rule: an epoch passes over the retain set (weight 0.9). The milestones are fractions
+    of the run applied step by step: at 10 epochs this is Deep Unlearn's per-epoch schedule
+    exactly, and a three-epoch run still spends half of its steps at the full rate (per epoch,
+    milestones ``floor(f * 3)`` would leave one epoch at the full rate and two decayed ones).
 
     Goel et al.'s method is plain fine-tuning of the last layers, so the SGD here has momentum 0.9
     and weight decay 5e-4 (Deep Unlearn's port has no momentum although it searches one, and adds
@@ -69,6 +78,7 @@ class PartialConfig(SGDConfig):
         k: blocks before the classifier that are trained (0: the classifier only).
     """
 
+    epoch_weights = (NOMINAL_FRACTIONS["retain"],)
     k: int = 1
     epochs: int = 10
     lr: float = 0.01
@@ -79,7 +89,7 @@ class PartialConfig(SGDConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _loops.check_config(self, nonnegative=("k", "lr_decay"))
+        _loops.check_config(self, integer=("k",), nonnegative=("k", "lr_decay"))
 
 
 def _train_last_blocks(model: nn.Module, splits: RestrictedSplits, cfg: PartialConfig, *, device, seed: int,
@@ -93,15 +103,17 @@ def _train_last_blocks(model: nn.Module, splits: RestrictedSplits, cfg: PartialC
     loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, augment=augment,
                            device=device)
     opt = _loops.sgd([p for _, p in params], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = _loops.per_step(opt, lambda t: _loops.milestone_factor(t, milestones=MILESTONES, decay=cfg.lr_decay),
+                            cfg.epochs * len(loader))
 
-    def prepare(epoch: int) -> None:  # 0-based epoch; the step-decay rule counts from 1
-        _loops.set_lr(opt, cfg.lr * _loops.step_decay(epoch + 1, cfg.epochs, decay=cfg.lr_decay))
+    def prepare(epoch: int) -> None:
         for name, child in model.named_children():
             if name not in train_names:
                 child.eval()
 
     try:
-        _loops.ce_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, method=method, before_epoch=prepare)
+        _loops.ce_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, method=method, before_epoch=prepare,
+                         scheduler=sched, per_step_scheduler=True)
     finally:
         for p in model.parameters():
             p.requires_grad_(True)

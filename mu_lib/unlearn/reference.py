@@ -17,7 +17,7 @@ from torch import nn
 from mu_lib.models import reinitialize
 from mu_lib.train import SCHEDULES, fit
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, UnlearnConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, SGDConfig, UnlearnConfig, register
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,9 @@ class RetrainConfig(UnlearnConfig):
     augment: bool = False
 
     def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid schedules are {list(SCHEDULES)}")
+        _loops.check_config(self, integer=("epochs", "batch_size"), positive=("lr", "batch_size"),
+                            nonnegative=("epochs", "weight_decay"), below_one=("momentum",),
+                            choices={"schedule": SCHEDULES}, boolean=("augment",))
 
 
 @register("retrain", config=RetrainConfig, family="reference", uses=("retain",),
@@ -66,7 +67,13 @@ def original(model: nn.Module, splits: RestrictedSplits, cfg: OriginalConfig, *,
 
 @dataclass(frozen=True)
 class FinetuneConfig(SGDConfig):
-    """Deep Unlearn's FT defaults: 5 epochs, SGD lr 0.1, momentum 0.9, wd 5e-4, batch 256, cosine."""
+    """Deep Unlearn's FT defaults: 5 epochs, SGD lr 0.1, momentum 0.9, wd 5e-4, batch 256, cosine.
+
+    Budget rule: an epoch passes over the retain set (weight 0.9); the cosine anneals per step over
+    the whole run (Deep Unlearn steps it per epoch, which leaves a one-epoch run at a constant rate).
+    """
+
+    epoch_weights = (NOMINAL_FRACTIONS["retain"],)
 
     epochs: int = 5
     lr: float = 0.1
@@ -81,5 +88,6 @@ class FinetuneConfig(SGDConfig):
 def finetune(model: nn.Module, splits: RestrictedSplits, cfg: FinetuneConfig, *, device, seed: int) -> nn.Module:
     loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return _loops.ce_epochs(model, loader, epochs=cfg.epochs, optimizer=opt,
-                            scheduler=_loops.cosine(opt, cfg.epochs), method="finetune")
+    sched = _loops.per_step(opt, _loops.cosine_factor, cfg.epochs * len(loader))
+    return _loops.ce_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, scheduler=sched, per_step_scheduler=True,
+                            method="finetune")

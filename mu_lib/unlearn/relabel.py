@@ -1,4 +1,4 @@
-"""Relabelling: random labels (RL), saliency unlearning (SalUn) and boundary shrink (BS).
+"""Relabelling: random labels (RL) and saliency unlearning (SalUn).
 
 * ``random_labels`` (Graves et al. 2021's amnesiac relabelling, as SalUn's ``RL``): every epoch
   first passes over the forget set with fresh uniformly random labels, then over the retain set
@@ -6,9 +6,13 @@
 * ``salun`` (Fan et al. 2024): the same updates, restricted to the weights most salient for the
   forget set: the mask keeps the top ``threshold`` fraction of ``|grad of -CE_forget|`` over *all*
   parameters (one global ranking); the other weights never move.
-* ``boundary_shrink`` (Chen et al. 2023, as implemented in SalUn's code): relabel each forget
-  example with the *frozen original* model's prediction on its FGSM adversarial example (its
-  nearest neighbouring class) and fine-tune on the forget set with those labels.
+
+Boundary shrink, the third relabelling method of SalUn's framework, lives with boundary expanding
+in :mod:`mu_lib.unlearn.boundary` (one paper, one file).
+
+Both methods follow SalUn's framework, whose loaders draw the forget and retain examples from the
+training set *with its training augmentation* (random crops and flips on CIFAR-10): ``augment=True``
+does the same with the dataset's augmentation (none on the book's grayscale data).
 
 Example:
     >>> import torch
@@ -34,8 +38,7 @@ from mu_lib.data import TensorLoader
 from mu_lib.unlearn import _loops
 from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
 
-__all__ = ["RandomLabelsConfig", "SalUnConfig", "BoundaryShrinkConfig", "RandomLabelEpochs", "saliency_mask",
-           "fgsm", "boundary_labels", "random_labels", "salun", "boundary_shrink"]
+__all__ = ["RandomLabelsConfig", "SalUnConfig", "RandomLabelEpochs", "saliency_mask", "random_labels", "salun"]
 
 
 class RandomLabelEpochs:
@@ -76,9 +79,11 @@ class RandomLabelEpochs:
         yield from self.retain
 
 
-def _relabel_loaders(splits: RestrictedSplits, batch_size: int, *, device, seed: int) -> RandomLabelEpochs:
-    forget = splits.loader("forget", batch_size=batch_size, shuffle=True, seed=seed + 1, device=device)
-    retain = splits.loader("retain", batch_size=batch_size, shuffle=True, seed=seed, device=device)
+def _relabel_loaders(splits: RestrictedSplits, batch_size: int, *, device, seed: int, augment: bool = False
+                     ) -> RandomLabelEpochs:
+    forget = splits.loader("forget", batch_size=batch_size, shuffle=True, seed=seed + 1, augment=augment,
+                           device=device)
+    retain = splits.loader("retain", batch_size=batch_size, shuffle=True, seed=seed, augment=augment, device=device)
     return RandomLabelEpochs(forget, retain, num_classes=splits.data.num_classes,
                              generator=torch.Generator().manual_seed(int(seed) + 2))
 
@@ -88,16 +93,26 @@ class RandomLabelsConfig(SGDConfig):
     """SalUn's CIFAR-10 command (``--unlearn_epochs 10 --unlearn_lr 0.013``) with its framework's
     SGD (momentum 0.9, wd 5e-4, batch 256); its ``MultiStepLR(91, 136)`` is inert for 10 epochs,
     so the rate is constant.
+
+    Budget rule: an epoch passes over the forget and the retain set (weight 1); the rate is
+    constant.
+
+    Attributes:
+        augment: train on the dataset's augmented examples, as SalUn's framework does (its loaders
+            use the training transform); the book turns it on in the ``gpu`` profile.
     """
 
+    epoch_weights = (1.0,)
     epochs: int = 10
     lr: float = 0.013
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 256
+    augment: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _loops.check_config(self, boolean=("augment",))
 
 
 @register("random_labels", config=RandomLabelsConfig, family="relabelling", uses=("retain", "forget"),
@@ -105,7 +120,7 @@ class RandomLabelsConfig(SGDConfig):
           reference="Graves et al. 2021 (amnesiac); Fan et al. 2024 (SalUn's RL)")
 def random_labels(model: nn.Module, splits: RestrictedSplits, cfg: RandomLabelsConfig, *, device,
                   seed: int) -> nn.Module:
-    epochs = _relabel_loaders(splits, cfg.batch_size, device=device, seed=seed)
+    epochs = _relabel_loaders(splits, cfg.batch_size, device=device, seed=seed, augment=cfg.augment)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return _loops.ce_epochs(model, epochs, epochs=cfg.epochs, optimizer=opt, method="random_labels")
 
@@ -174,7 +189,8 @@ class _MaskedUpdates:
 @dataclass(frozen=True)
 class SalUnConfig(RandomLabelsConfig):
     """SalUn's CIFAR-10 command: mask ``with_0.5`` (threshold 0.5) on top of the random-labels
-    settings it shares (10 epochs at lr 0.013, SGD momentum 0.9, wd 5e-4, batch 256).
+    settings it shares (10 epochs at lr 0.013, SGD momentum 0.9, wd 5e-4, batch 256, and the
+    ``augment`` switch). The budget rule is random labels'.
 
     Attributes:
         threshold: fraction of all weights, ranked by forget-gradient magnitude, that may change.
@@ -198,85 +214,8 @@ def salun(model: nn.Module, splits: RestrictedSplits, cfg: SalUnConfig, *, devic
     """
     mask = saliency_mask(model, splits.loader("forget", batch_size=cfg.batch_size, device=device),
                          threshold=cfg.threshold)
-    epochs = _relabel_loaders(splits, cfg.batch_size, device=device, seed=seed)
+    epochs = _relabel_loaders(splits, cfg.batch_size, device=device, seed=seed, augment=cfg.augment)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     hooks = _MaskedUpdates(model, mask, opt)
     return _loops.ce_epochs(model, epochs, epochs=cfg.epochs, optimizer=opt, method="salun",
                             before_step=hooks.before_step, after_step=hooks.after_step)
-
-
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, mean: tuple[float, ...],
-         std: tuple[float, ...]) -> torch.Tensor:
-    """One FGSM step of size ``eps`` in [0, 1] pixel units, on standardised images.
-
-    The images are mapped back to pixels, moved by ``eps * sign(grad of CE)``, clipped to [0, 1],
-    rounded to 8-bit levels (as SalUn's ``FGSM_perturb``) and standardised again. ``model`` is used
-    as it is (put it in eval mode first).
-
-    Returns:
-        The adversarial images, standardised, detached.
-    """
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    pixels = (x * s + m).detach().requires_grad_(True)
-    loss = F.cross_entropy(model((pixels - m) / s), y)
-    (grad,) = torch.autograd.grad(loss, pixels)
-    adv = torch.round(torch.clamp(pixels.detach() + eps * grad.sign(), 0.0, 1.0) * 255) / 255
-    return ((adv - m) / s).detach()
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x).argmax(1)
-
-
-def boundary_labels(frozen: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, mean: tuple[float, ...],
-                    std: tuple[float, ...]) -> torch.Tensor:
-    """Boundary shrink's labels: ``frozen``'s predictions on the FGSM examples of ``(x, y)``.
-
-    Example:
-        >>> from mu_lib import data, models
-        >>> ds = data.load_dataset("digits")
-        >>> net = models.make_model("small_cnn", num_classes=10, in_channels=1, image_size=8, seed=0).eval()
-        >>> boundary_labels(net, ds.x[:4], ds.y[:4], eps=0.1, mean=ds.mean, std=ds.std).shape
-        torch.Size([4])
-    """
-    return _predict(frozen, fgsm(frozen, x, y, eps=eps, mean=mean, std=std))
-
-
-@dataclass(frozen=True)
-class BoundaryShrinkConfig(SGDConfig):
-    """Boundary shrink in SalUn's framework: FGSM bound 0.1 in pixel units ("hard coding in the
-    paper"), 10 epochs, SGD momentum 0.9, wd 5e-4, batch 256. The learning rate is set per setting
-    in reruns of SalUn's code (1e-6 to 4e-5 on CIFAR-10); 1e-5 is taken here.
-    """
-
-    epochs: int = 10
-    eps: float = 0.1
-    lr: float = 1e-5
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _loops.check_config(self, positive=("eps",))
-
-
-@register("boundary_shrink", config=BoundaryShrinkConfig, family="relabelling", uses=("forget",),
-          summary="fine-tune the forget set towards the classes its FGSM neighbours fall into",
-          reference="Chen et al. 2023 (boundary unlearning), as in SalUn's code")
-def boundary_shrink(model: nn.Module, splits: RestrictedSplits, cfg: BoundaryShrinkConfig, *, device,
-                    seed: int) -> nn.Module:
-    """Each forget batch is relabelled by the frozen original model's prediction on its FGSM
-    example; the model is trained (train mode) with cross-entropy towards those labels."""
-    frozen = _loops.frozen_copy(model)
-    mean, std = splits.data.mean, splits.data.std
-    loader = splits.loader("forget", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
-    opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-    def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        target = boundary_labels(frozen, xb, yb, eps=cfg.eps, mean=mean, std=std)
-        return F.cross_entropy(model(xb), target)
-
-    return _loops.run_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, loss_fn=loss_fn, method="boundary_shrink")

@@ -11,7 +11,7 @@ from torch import nn
 
 from mu_lib.unlearn import _loops
 from mu_lib.unlearn._losses import contrastive_forget_loss, kl_to_uniform
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, UnlearnConfig, register
 
 __all__ = ["FCSConfig", "fcs"]
 
@@ -34,9 +34,14 @@ class FCSConfig(UnlearnConfig):
         retain_lr: learning rate of the retain rounds *per 64 examples* (multiplied by
             ``batch_size / 64``, as in the code).
         retain_momentum, retain_weight_decay: SGD of the retain rounds.
+
+    Budget rule: a stage-1 epoch passes over the forget set (weight 0.1), a stage-2 epoch over the
+    forget set (contrastive round, the paired retain batches only forward) and the retain set
+    (weight 1); both scale together. The forget rounds' cosine runs over all their steps.
     """
 
     epoch_fields = ("stage1_epochs", "epochs")
+    epoch_weights = (NOMINAL_FRACTIONS["forget"], 1.0)
     stage1_epochs: int = 1
     epochs: int = 8
     batch_size: int = 256
@@ -51,8 +56,10 @@ class FCSConfig(UnlearnConfig):
     retain_weight_decay: float = 1e-2
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("batch_size", "temperature", "stage1_lr", "forget_lr", "retain_lr"),
-                            nonnegative=("stage1_epochs", "epochs", "eta_min", "retain_weight_decay"))
+        _loops.check_config(self, integer=("stage1_epochs", "epochs", "batch_size"),
+                            positive=("batch_size", "temperature", "stage1_lr", "forget_lr", "retain_lr"),
+                            nonnegative=("stage1_epochs", "epochs", "eta_min", "retain_weight_decay"),
+                            below_one=("stage1_momentum", "forget_momentum", "retain_momentum"))
 
 
 @register("fcs", config=FCSConfig, family="competition", uses=("retain", "forget"),

@@ -17,7 +17,7 @@ from mu_lib.unlearn._layers import (
     reset_layer_,
 )
 from mu_lib.unlearn._losses import kl_distillation
-from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, SGDConfig, register
 
 __all__ = ["KDEConfig", "kde"]
 
@@ -34,9 +34,14 @@ class KDEConfig(SGDConfig):
         epochs: retain epochs with hard CE + soft CE + KL (SGD, cosine from ``lr``).
         temperature: T of the soft targets.
         warmup_lr, lr, momentum, weight_decay, batch_size: SGD of both phases.
+
+    Budget rule: a warm-up epoch passes over the validation split (weight 0.15), a retain epoch
+    over the retain set (weight 0.9); both scale together, and the retain phase's cosine anneals
+    per step over the phase (the notebook steps it per epoch).
     """
 
     epoch_fields = ("warmup_epochs", "epochs")
+    epoch_weights = (NOMINAL_FRACTIONS["val"], NOMINAL_FRACTIONS["retain"])
     warmup_epochs: int = 3
     epochs: int = 3
     temperature: float = 5.0
@@ -48,7 +53,8 @@ class KDEConfig(SGDConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _loops.check_config(self, positive=("temperature", "warmup_lr"), nonnegative=("warmup_epochs",))
+        _loops.check_config(self, integer=("warmup_epochs",), positive=("temperature", "warmup_lr"),
+                            nonnegative=("warmup_epochs",))
 
 
 @register("kde", config=KDEConfig, family="competition", uses=("retain", "val"),
@@ -95,5 +101,6 @@ def kde(model: nn.Module, splits: RestrictedSplits, cfg: KDEConfig, *, device, s
 
     retain = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
     opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return _loops.run_epochs(model, retain, epochs=cfg.epochs, optimizer=opt, scheduler=_loops.cosine(opt, cfg.epochs),
-                        loss_fn=retain_loss, method="kde")
+    sched = _loops.per_step(opt, _loops.cosine_factor, cfg.epochs * len(retain))
+    return _loops.run_epochs(model, retain, epochs=cfg.epochs, optimizer=opt, scheduler=sched, per_step_scheduler=True,
+                             loss_fn=retain_loss, method="kde")

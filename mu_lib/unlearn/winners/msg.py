@@ -15,7 +15,7 @@ from mu_lib.unlearn import _loops
 from mu_lib.unlearn._layers import (
     conv_layers,
 )
-from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, SGDConfig, register
 
 __all__ = ["MSGConfig", "msg_gradients", "small_gradient_masks", "reinit_kaiming_", "msg_lr_factor", "msg"]
 
@@ -32,19 +32,21 @@ class MSGConfig(SGDConfig):
         init_rate: fraction of each conv weight tensor re-initialised.
         kept_grad_scale: factor on the gradient of the conv weights that were kept (1 on the
             re-initialised ones): the write-up's "1/10 of the learning rate".
-        scale_weight_decay: apply ``kept_grad_scale`` to the weight decay of the kept weights
-            too, making it exactly a 10x smaller learning rate (the write-up's intent). ``False``
-            reproduces Deep Unlearn, whose SGD adds the weight decay after the scaling.
+        scale_weight_decay: ``False`` (the default) scales the *gradient* of the kept weights, as
+            the team did and as Deep Unlearn ports it: SGD adds the weight decay after the
+            scaling, so the kept weights still decay at the full rate. ``True`` scales their
+            weight decay too, which makes it exactly a 10x smaller learning rate on them.
         selection: ``"layer"`` (Deep Unlearn: the smallest ``init_rate`` of each conv tensor) or
             ``"global"`` (the write-up: the smallest ``init_rate`` of all conv weights together).
         lr, momentum, weight_decay, batch_size: SGD of the fine-tuning (and the batch size of
             the gradient collection).
     """
 
+    epoch_weights = (NOMINAL_FRACTIONS["retain"],)
     epochs: int = 5
     init_rate: float = 0.3
     kept_grad_scale: float = 0.1
-    scale_weight_decay: bool = True
+    scale_weight_decay: bool = False
     selection: str = "layer"
     lr: float = 1e-3
     momentum: float = 0.9
@@ -54,7 +56,7 @@ class MSGConfig(SGDConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _loops.check_config(self, nonnegative=("kept_grad_scale",), fraction=("init_rate",),
-                            choices={"selection": ("layer", "global")})
+                            choices={"selection": ("layer", "global")}, boolean=("scale_weight_decay",))
 
 
 def msg_gradients(model: nn.Module, x_retain: torch.Tensor, y_retain: torch.Tensor, x_forget: torch.Tensor,
@@ -131,17 +133,22 @@ def reinit_kaiming_(weight: torch.Tensor, mask: torch.Tensor, *, generator: torc
     return weight
 
 
-def msg_lr_factor(epoch: int, epochs: int) -> float:
-    """MSG's per-epoch learning-rate factor: linear warm-up over ``(E + 1) // 2`` steps, then
-    linear decay to 0 at step ``E + 1`` (Deep Unlearn's ``LinearAnnealingLR``).
+def msg_lr_factor(progress: float) -> float:
+    """MSG's learning-rate factor at ``progress`` (the fraction of the run done, per step).
+
+    Deep Unlearn's ``LinearAnnealingLR`` over the write-up's 5 epochs warms up linearly over 3
+    "steps" and decays linearly to 0 at step 6, one step per epoch: factors 1/3, 2/3, 1, 2/3, 1/3.
+    Here the same triangle is a function of progress, ``x = 1 + 5 * progress`` and
+    ``min(x, 6 - x) / 3``: equal to Deep Unlearn's factor at the start of each of 5 epochs,
+    linear in between, and the same shape for any number of epochs (per epoch, a one-epoch run
+    would stay at 1 and a three-epoch run would give 1/2, 1, 1/2).
 
     Example:
-        >>> [round(msg_lr_factor(e, 5), 3) for e in range(5)]
+        >>> [round(msg_lr_factor(e / 5), 3) for e in range(5)]
         [0.333, 0.667, 1.0, 0.667, 0.333]
     """
-    step, total = epoch + 1, epochs + 1
-    warm = total // 2
-    return step / warm if step <= warm else max(0.0, (total - step) / (total - warm))
+    x = 1.0 + 5.0 * progress
+    return max(0.0, min(x, 6.0 - x) / 3.0)
 
 
 @register("msg", config=MSGConfig, family="competition", uses=("retain", "forget"),
@@ -152,10 +159,13 @@ def msg(model: nn.Module, splits: RestrictedSplits, cfg: MSGConfig, *, device, s
     """1. :func:`msg_gradients`; 2. :func:`small_gradient_masks` of every conv weight;
     3. :func:`reinit_kaiming_` of the selected entries; 4. fine-tune on the retain set with CE
     and SGD, the gradient of kept conv entries multiplied by ``kept_grad_scale``, the learning
-    rate following :func:`msg_lr_factor` per epoch.
+    rate following :func:`msg_lr_factor` per step.
 
-    Deviations from Deep Unlearn: weight decay of kept entries is scaled too (see
-    ``scale_weight_decay``); conv biases are kept (Deep Unlearn's replacement conv re-draws
+    Budget rule: an epoch passes over the retain set (weight 0.9); the warm-up-and-decay triangle
+    is a function of the fraction of the run done.
+
+    Deviations from Deep Unlearn: the rate changes per step (see :func:`msg_lr_factor`); conv
+    biases are kept (Deep Unlearn's replacement conv re-draws
     them, which matters only for convs with a bias, not for ResNet-18); gradients are collected
     in eval mode. On a model without conv layers, MSG reduces to the fine-tuning.
     """
@@ -186,7 +196,7 @@ def msg(model: nn.Module, splits: RestrictedSplits, cfg: MSGConfig, *, device, s
                 p.grad.add_(p.detach(), alpha=cfg.weight_decay)
             p.grad.mul_(s)
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: msg_lr_factor(e, cfg.epochs))
     loader = splits.loader("retain", batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device)
-    return _loops.ce_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, scheduler=sched, method="msg",
-                            before_step=scale_gradients)
+    sched = _loops.per_step(opt, msg_lr_factor, cfg.epochs * len(loader))
+    return _loops.ce_epochs(model, loader, epochs=cfg.epochs, optimizer=opt, scheduler=sched, per_step_scheduler=True,
+                            method="msg", before_step=scale_gradients)

@@ -18,7 +18,7 @@ from mu_lib.unlearn._layers import (
     weight_layers,
 )
 from mu_lib.unlearn._losses import predictive_entropy
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, UnlearnConfig, register
 
 __all__ = ["PRMQConfig", "prune_and_reinit_", "prmq"]
 
@@ -40,8 +40,12 @@ class PRMQConfig(UnlearnConfig):
         quantize: round-trip the result through float16 at the end (Deep Unlearn's "quantize";
             the write-up does not mention it).
         lr, momentum, weight_decay, batch_size: SGD at a constant learning rate.
+
+    Budget rule: an epoch passes over the retain set (weight 0.9); ``epochs`` may be fractional,
+    so a budget scales it exactly. The rate is constant.
     """
 
+    epoch_weights = (NOMINAL_FRACTIONS["retain"],)
     epochs: float = 3.2
     prune_amount: float = 0.99
     entropy_weight: float = 1.0
@@ -53,9 +57,9 @@ class PRMQConfig(UnlearnConfig):
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size"),
+        _loops.check_config(self, integer=("batch_size",), positive=("lr", "batch_size"),
                             nonnegative=("epochs", "entropy_weight", "class_weight_power", "weight_decay"),
-                            fraction=("prune_amount",))
+                            fraction=("prune_amount",), below_one=("momentum",), boolean=("quantize",))
 
 
 def prune_and_reinit_(model: nn.Module, *, amount: float, generator: torch.Generator

@@ -4,7 +4,6 @@ MSE matching of the original outputs on noisy retain images; never reads the for
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from mu_lib.unlearn._layers import (
     reset_layer_,
     weight_layers,
 )
-from mu_lib.unlearn.base import RestrictedSplits, UnlearnConfig, register
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, UnlearnConfig, register
 
 __all__ = ["ReinitMSEConfig", "reinit_candidates", "reinit_random_layers_", "reinit_mse"]
 
@@ -35,46 +34,47 @@ class ReinitMSEConfig(UnlearnConfig):
 
     Attributes:
         cycle_epochs: "remembering" epochs of each cycle (algorithm 1: ``(1, 2, 2)``; algorithm
-            2 used ``(2, 1, 1, 1)`` with a per-epoch learning-rate list, not implemented).
+            2 used ``(2, 1, 1, 1)`` with a per-epoch learning-rate list, not implemented);
+            fractional lengths are allowed.
         layers_per_cycle: layers drawn (with replacement) for re-initialisation each cycle.
-        lr: initial learning rate of each cycle, cosine-annealed per epoch with period
-            ``cosine_period`` (the write-up's T_max 2).
+        lr: initial learning rate of each cycle, cosine-annealed with period ``cosine_period``
+            epochs (the write-up's T_max 2), per step.
         input_noise_std: std of the Gaussian noise added to the (standardised) retain images
             (the final settings' "0.01 sigma"; an ablation used 0.1).
         momentum, weight_decay, batch_size: SGD. The write-up states neither optimiser nor batch
             size; these are the competition baseline's (momentum 0.9, weight decay 5e-4, batch 64).
+
+    Budget rule: every epoch passes over the retain set (weight 0.9); the number of cycles is
+    kept and every cycle's length and the cosine's period scale by the same factor, so a shorter
+    run has the same cycles, each shorter.
+
+    Example:
+        >>> ReinitMSEConfig().with_epoch_budget(0.9).cycle_epochs
+        (0.2, 0.4, 0.4)
     """
 
     epoch_fields = ("cycle_epochs",)
-    cycle_epochs: tuple[int, ...] = (1, 2, 2)
+    epoch_weights = (NOMINAL_FRACTIONS["retain"],)
+    scaled_fields = ("cosine_period",)
+    cycle_epochs: tuple[float, ...] = (1.0, 2.0, 2.0)
     layers_per_cycle: int = 6
     lr: float = 1e-3
-    cosine_period: int = 2
+    cosine_period: float = 2.0
     input_noise_std: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _loops.check_config(self, positive=("lr", "batch_size", "cosine_period"),
-                            nonnegative=("layers_per_cycle", "input_noise_std", "weight_decay"))
-        if not self.cycle_epochs or not all(isinstance(e, int) and e >= 0 for e in self.cycle_epochs):
-            raise ValueError(f"ReinitMSEConfig.cycle_epochs must be a non-empty tuple of integers >= 0, "
+        _loops.check_config(self, integer=("layers_per_cycle", "batch_size"),
+                            positive=("lr", "batch_size", "cosine_period"),
+                            nonnegative=("layers_per_cycle", "input_noise_std", "weight_decay"),
+                            below_one=("momentum",))
+        if not isinstance(self.cycle_epochs, tuple) or not self.cycle_epochs or not all(
+                isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) and e >= 0
+                for e in self.cycle_epochs):
+            raise ValueError(f"ReinitMSEConfig.cycle_epochs must be a non-empty tuple of numbers >= 0, "
                              f"got {self.cycle_epochs!r}")
-
-    def total_epochs(self) -> float:
-        """Epochs over all cycles."""
-        return float(sum(self.cycle_epochs))
-
-    def _scaled_epochs(self, scale: float) -> ReinitMSEConfig:
-        """Scale every cycle's epochs by the same factor (each keeps at least 1); the number of cycles
-        is kept.
-
-        Example:
-            >>> ReinitMSEConfig().with_epoch_budget(4).cycle_epochs
-            (1, 1, 1)
-        """
-        return dataclasses.replace(self, cycle_epochs=tuple(max(1, math.floor(e * scale)) for e in self.cycle_epochs))
 
 
 def reinit_candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -122,7 +122,9 @@ def reinit_mse(model: nn.Module, splits: RestrictedSplits, cfg: ReinitMSEConfig,
     for c, epochs in enumerate(cfg.cycle_epochs):
         reinit_random_layers_(model, count=cfg.layers_per_cycle, generator=gen)
         opt = _loops.sgd(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.cosine_period)
-        _loops.run_epochs(model, loader, epochs=epochs, optimizer=opt, scheduler=sched, loss_fn=remember,
-                     method=f"reinit_mse cycle {c + 1}")
+        period_steps = cfg.cosine_period * len(loader)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k, period=period_steps: _loops.cosine_factor(min(k / period, 1.0)))
+        _loops.run_phase(model, loader, epochs=epochs, optimizer=opt, scheduler=sched, per_step_scheduler=True,
+                         loss_fn=remember, method=f"reinit_mse cycle {c + 1}")
     return model
