@@ -7,30 +7,38 @@ imports only from layers beneath it (an import-linter contract in ``pyproject.to
 the test command)::
 
     book                          glue, tables, chapter execution, book.setup
-    competition/                  rundir, units (local and Ray), run, report
-    audit/                        bounds, epsilons (+ _rules), score
-    unlearn/ | convex/ | dp       methods behind one registry | certified removal | DP-SGD
+    competition/                  rundir, units (local and Ray), run, report, evaluations
+    explore | exercises/          the interactive figures | the auto-checked exercises' checks
+    audit/                        bounds, epsilons (+ _rules, _intervals), score, calibrated
+    unlearn/ | convex/ | dp | sisa   deep methods, tune | certified removal | DP-SGD | sharding
     metrics                       utility, forgetting and cost reports; the tuning objective
-    mia/                          attacks (loss threshold, starting kit), lira
-    train                         fit, fit_many, evaluate
+    mia/ | compute                attacks, LiRA, U-LiRA, RMIA, KLoM, memorization | compute notes
+    train (+ _vmap_sgd)           fit, fit_many, evaluate
     models                        model factories by name
     data                          datasets and Splits
-    runtime | viz                 profiles, Recipe, devices, seeds, progress | plotting style
+    runtime | viz | cost          profiles, Recipe, devices, seeds | plotting style | example passes
+    fastpath                      precision, memory format and timing of every training loop
 
 =================  =====================================================================
 module             one concept
 =================  =====================================================================
+``fastpath``       one fast path for every loop: autocast dtype, gradient scaler, channels-last, timing
 ``runtime``        run profiles and the training ``Recipe``, device choice, seeding, progress bars
+``cost``           cost in example passes (forward and backward), counted by the training loops
 ``data``           datasets and the ``Splits`` (retain, forget, validation, test)
 ``models``         model factories by name
 ``train``          ``fit``, ``evaluate``, ``fit_many`` (many seeds at once with ``torch.func``)
-``mia``            ``attacks.py`` (ROC, loss threshold, the starting kit), ``lira.py`` (LiRA)
+``compute``        a chapter's compute arithmetic: models x epochs x measured seconds per epoch
+``mia``            ``attacks.py``, ``lira.py``, ``ulira.py``, ``rmia.py``, ``klom.py``, ``memorization.py``
 ``metrics``        the utility/forgetting/cost report; Deep Unlearn's tuning objective
-``convex``         ``objective.py``, ``newton.py`` (Guo et al.), ``sekhari.py``, ``d2d.py``, ``tasks.py``
+``convex``         ``objective.py``, ``newton.py`` (Guo et al.), ``sekhari.py``, ``d2d.py``, ``calibration.py``
 ``dp``             DP-SGD from scratch and with Opacus; accounting
-``unlearn``        the registry (``base.py``), one file per family, ``winners/`` one file per recipe
-``audit``          ``bounds.py``, ``epsilons.py`` (the competition's ε, calibrated), ``score.py``
-``competition``    ``rundir.py``, ``units.py``, ``run.py``, ``report.py``
+``sisa``           exact unlearning by sharding (SISA)
+``unlearn``        the registry (``base.py``), one file per family, ``winners/``, ``tune.py``
+``audit``          ``bounds.py``, ``epsilons.py``, ``calibrated.py``, ``permutation.py``, ``score.py``
+``exercises``      the checks of the book's auto-checked exercises, with hints
+``explore``        the book's interactive figures (sliders live, one static figure elsewhere)
+``competition``    ``rundir.py``, ``units.py``, ``run.py``, ``report.py``, ``evaluations.py``
 ``viz``, ``book``  the plotting style; glue and helpers for the book
 =================  =====================================================================
 
