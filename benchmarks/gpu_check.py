@@ -71,11 +71,11 @@ WORKLOADS: dict[str, list[tuple[str, int, float, int]]] = {
     "certified-removal": [],  # convex models: Newton steps on MNIST features, no network
     "exact-unlearning": [("deep", 4, GPU.epochs, N_TRAIN)],  # SISA ensembles of 1, 2, 4, 8 shards
     "deep-unlearning": [("deep", 3, GPU.epochs, N_TRAIN),  # original, retrained (random and class)
-                        ("deep", 14 * 2, BUDGET, N_TRAIN),  # 14 methods x 2 forget sets, <= budget each
-                        ("deep", 12, (BUDGET // 2 + BUDGET) / 2, N_TRAIN)],  # tuning: 12 trials
+                        ("deep", 20 * 2 + 2, BUDGET, N_TRAIN),  # 20 methods x 2 requests, the check
+                        ("deep", 4 * (12 + 1), BUDGET, N_TRAIN)],  # 4 tuned: 12 trials + 1 re-run
     "competition-methods": [("deep", 2, GPU.epochs, N_TRAIN),  # original, retrained
-                            ("deep", 12, BUDGET, N_TRAIN),  # baselines and winners
-                            ("deep", 8 * 2, BUDGET, N_TRAIN)],  # winners x 2 learning-rate factors
+                            ("deep", 19 + 2, BUDGET, N_TRAIN),  # baselines, winners, newer; CT check
+                            ("deep", 8 * (8 + 1), BUDGET, N_TRAIN)],  # 8 winners tuned: 8 trials + 1
     "membership-inference": [("small", 64, 20, 5_000),  # shadow models on halves of 10,000
                              ("dpsgd", 2 * 16, 10, 5_000)],  # DP shadow models at ε = 8 and 1
     "epsilon-audit": [],  # synthetic confidences: the audit only
@@ -177,7 +177,8 @@ def section_dpsgd(dev: torch.device, quick: bool) -> dict[str, Any]:
         ours = dp.dpsgd_fit(make(), x, y, **kw)
     with runtime.Stopwatch(dev) as b:
         theirs = dp.dpsgd_fit_opacus(make(), x, y, **kw)
-    diff = max(float((p - q).abs().max()) for p, q in zip(ours.model.parameters(), theirs.model.parameters()))
+    diff = max(float((p - q).detach().abs().max())
+               for p, q in zip(ours.model.parameters(), theirs.model.parameters()))
     same_batches = bool(np.array_equal(ours.batch_sizes, theirs.batch_sizes))
     ok = same_batches and diff < 1e-3
     examples = float(ours.batch_sizes.sum())
