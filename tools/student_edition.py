@@ -88,15 +88,32 @@ def phrases(text: str, *, size: int = 6) -> list[str]:
     return out
 
 
+def _visible_words(nb) -> str:
+    """The chapter's words that both editions show: its Markdown without the solutions, and the
+    code of the cells that are not removed, as lower-case words separated by spaces."""
+    parts = []
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            text = c.source
+            for block in solution_blocks(text):
+                text = text.replace(block, " ")
+            parts.append(text)
+        elif "remove-cell" not in c.get("metadata", {}).get("tags", []):
+            parts.append(c.source)
+    return " ".join(w.lower() for w in _WORD.findall("\n".join(parts)))
+
+
 def chapter_phrases(book: Path = ROOT / "book") -> dict[str, list[str]]:
-    """Chapter -> the six-word runs of all its solutions."""
+    """Chapter -> the six-word runs of all its solutions, except those that the book also shows
+    outside its solutions (a solution reuses chapters' code, e.g. their call signatures)."""
     found = {}
-    for path in sorted(book.glob("*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
+    notebooks = {path.stem: nbformat.read(path, as_version=4) for path in sorted(book.glob("*.ipynb"))}
+    shown = "\n".join(_visible_words(nb) for nb in notebooks.values())
+    for stem, nb in notebooks.items():
         runs = [p for c in nb.cells if c.cell_type == "markdown" for b in solution_blocks(c.source)
-                for p in phrases(b)]
+                for p in phrases(b) if p not in shown]
         if runs:
-            found[path.stem] = runs
+            found[stem] = runs
     return found
 
 
