@@ -34,9 +34,8 @@ from torch import nn
 from mu_lib import mia, train
 from mu_lib.data import Splits
 
-__all__ = ["UnlearningReport", "evaluate_unlearning", "deep_unlearn_objective", "objective_and_accuracies",
-           "practitioner_reference",
-           "forgotten_classes", "mean_report"]
+__all__ = ["UnlearningReport", "evaluate_unlearning", "largest_gap", "meets_bar", "deep_unlearn_objective",
+           "objective_and_accuracies", "practitioner_reference", "forgotten_classes", "mean_report"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +103,29 @@ def evaluate_unlearning(model: nn.Module, splits: Splits, *, method: str = "", s
                             val_acc=val_acc, test_acc=ev["test"].accuracy, mia=attack,
                             indiscernibility=float(mia.indiscernibility(attack)), seconds=seconds,
                             cost_ratio=ratio, passes=passes, pass_ratio=pass_ratio)
+
+
+def largest_gap(report: UnlearningReport, reference: UnlearningReport, *,
+                parts: Sequence[str] = ("retain", "forget", "test")) -> float:
+    """The largest absolute accuracy difference to ``reference`` over ``parts``, in points: the
+    ranking criterion of the book's deep chapters (a mean gap would reward doing nothing when the
+    forget set is a small part of the data).
+
+    Example:
+        >>> ref = UnlearningReport("retrain", 1.0, 0.9, 0.9, 0.9, 0.5, 0.0)
+        >>> round(largest_gap(dataclasses.replace(ref, method="x", forget_acc=0.95), ref), 6)
+        5.0
+    """
+    return 100 * max(abs(getattr(report, f"{p}_acc") - getattr(reference, f"{p}_acc")) for p in parts)
+
+
+def meets_bar(report: UnlearningReport, reference: UnlearningReport, *, points: float = 2.0,
+              max_cost: float = 0.2) -> bool:
+    """Whether ``report`` is within ``points`` of ``reference`` on retain, forget and test accuracy
+    (:func:`largest_gap`) at no more than ``max_cost`` of retraining's example passes (the
+    competition's cut-off of about a fifth of retraining, counted in passes)."""
+    return (largest_gap(report, reference) <= points
+            and report.pass_ratio is not None and report.pass_ratio <= max_cost)
 
 
 def deep_unlearn_objective(model: nn.Module, splits: Splits, *, reference: Mapping[str, float],

@@ -67,3 +67,19 @@ def test_practitioner_reference_and_the_objectives_parts(setting):
     assert quiet == pytest.approx(float(np.linalg.norm(gaps)))
     with pytest.raises(ValueError, match="no example of the classes"):
         metrics.deep_unlearn_objective(original, splits, reference=ref, mia_classes=[99])
+
+
+def test_largest_gap_and_the_bar_against_a_loop():
+    from dataclasses import replace
+
+    from mu_lib.metrics import UnlearningReport, largest_gap, meets_bar
+
+    ref = UnlearningReport("retrain", 1.0, 0.89, 0.87, 0.86, 0.5, 1.0)
+    r = replace(ref, method="m", retain_acc=0.985, forget_acc=0.905, test_acc=0.85, pass_ratio=0.15)
+    by_hand = 100 * max(abs(a - b) for a, b in ((0.985, 1.0), (0.905, 0.89), (0.85, 0.86)))
+    assert abs(largest_gap(r, ref) - by_hand) < 1e-9
+    assert abs(largest_gap(r, ref, parts=("test",)) - 1.0) < 1e-9
+    assert meets_bar(r, ref)  # 1.5 points at most, 15 % of the passes
+    assert not meets_bar(r, ref, points=1.4)
+    assert not meets_bar(r, ref, max_cost=0.1)
+    assert not meets_bar(replace(r, pass_ratio=None), ref)  # cost unknown: no verdict

@@ -1,10 +1,33 @@
-"""Validation of the two populations that the unlearning evaluations compare: statistics of N
-unlearned and N retrained models on the same examples.
+"""Validation of what the membership and unlearning evaluations read: logits with their labels,
+and the two populations they compare (statistics of N unlearned and N retrained models on the
+same examples).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def check_logits(logits, targets, *, min_classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(logits, targets)`` as numpy arrays (torch tensors accepted, the logits' dtype kept),
+    checked: finite ``[..., K]`` logits with ``K >= min_classes``, integer targets of shape
+    ``logits.shape[:-1]`` in ``[0, K)``."""
+    if hasattr(logits, "detach"):
+        logits = logits.detach().cpu().numpy()
+    if hasattr(targets, "detach"):
+        targets = targets.detach().cpu().numpy()
+    z, t = np.asarray(logits), np.asarray(targets)
+    if z.ndim < 1 or z.shape[-1] < min_classes or z.shape[:-1] != t.shape:
+        raise ValueError(f"need logits [..., K >= {min_classes}] and targets of shape logits.shape[:-1]; got "
+                         f"logits of shape {z.shape} and targets of shape {t.shape}")
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"targets must be integers, got dtype {t.dtype}")
+    k = z.shape[-1]
+    if t.size and (t.min() < 0 or t.max() >= k):
+        raise ValueError(f"targets must lie in [0, {k}), got range [{t.min()}, {t.max()}]")
+    if not np.isfinite(z).all():
+        raise ValueError("logits contain NaN or inf")
+    return z, t
 
 
 def check_population(name: str, a: np.ndarray, *, num_examples: int | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mu_lib.mia._populations import check_pair
+from mu_lib.mia._populations import check_logits, check_pair
 
 __all__ = ["margins", "binned_kl", "klom", "klom_quantiles"]
 
@@ -26,17 +26,8 @@ def margins(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """
     from scipy.special import logsumexp
 
-    z = np.asarray(logits, dtype=np.float64)
-    t = np.asarray(targets)
-    if z.ndim < 1 or z.shape[-1] < 2 or z.shape[:-1] != t.shape:
-        raise ValueError(f"need logits [..., K >= 2] and targets of shape logits.shape[:-1], got {z.shape} and "
-                         f"{t.shape}")
-    if not np.issubdtype(t.dtype, np.integer):
-        raise ValueError(f"targets must be integers, got dtype {t.dtype}")
-    if t.size and (t.min() < 0 or t.max() >= z.shape[-1]):
-        raise ValueError(f"targets must lie in [0, {z.shape[-1]}), got range [{t.min()}, {t.max()}]")
-    if not np.isfinite(z).all():
-        raise ValueError("logits contain NaN or inf")
+    z, t = check_logits(logits, targets, min_classes=2)
+    z = z.astype(np.float64)
     onehot = np.arange(z.shape[-1]) == t[..., None]
     true = np.where(onehot, z, 0.0).sum(axis=-1)
     return true - logsumexp(np.where(onehot, -np.inf, z), axis=-1)

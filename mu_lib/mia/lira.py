@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from mu_lib.runtime import Recipe
+from mu_lib.mia._populations import check_logits
 from mu_lib.mia.attacks import AttackResult, attack_from_scores
 
 __all__ = [
@@ -176,21 +177,8 @@ def logit_scaled_confidence(logits: np.ndarray, targets: np.ndarray) -> np.ndarr
         >>> round(float(logit_scaled_confidence(np.array([[60.0, 0.0, 0.0]]), np.array([0]))[0]), 6)
         59.306853
     """
-    if hasattr(logits, "detach"):
-        logits = logits.detach().cpu().numpy()
-    if hasattr(targets, "detach"):
-        targets = targets.detach().cpu().numpy()
-    z = np.array(logits, copy=True)
-    t = np.asarray(targets)
-    if z.ndim < 1 or z.shape[:-1] != t.shape:
-        raise ValueError(f"targets must have shape {z.shape[:-1]} for logits of shape {z.shape}, got {t.shape}")
-    if not np.issubdtype(t.dtype, np.integer):
-        raise ValueError(f"targets must be integers, got dtype {t.dtype}")
+    z, t = check_logits(logits, targets)
     k = z.shape[-1]
-    if t.size and (t.min() < 0 or t.max() >= k):
-        raise ValueError(f"targets must lie in [0, {k}), got range [{t.min()}, {t.max()}]")
-    if not np.isfinite(z).all():
-        raise ValueError("logits contain NaN or inf")
     z = z - z.max(axis=-1, keepdims=True)
     probs = np.exp(z).astype(np.float64)
     probs = probs / probs.sum(axis=-1, keepdims=True)

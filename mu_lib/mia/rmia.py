@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mu_lib.mia._populations import check_pair, check_population
+from mu_lib.mia._populations import check_logits, check_pair, check_population
 from mu_lib.mia.attacks import AttackResult, attack_from_scores
 
 __all__ = ["true_class_probability", "rmia_offline", "tune_offline_a", "URmiaResult", "rmia_unlearning"]
@@ -26,16 +26,8 @@ def true_class_probability(logits: np.ndarray, targets: np.ndarray) -> np.ndarra
     """
     from scipy.special import log_softmax
 
-    z = np.asarray(logits, dtype=np.float64)
-    t = np.asarray(targets)
-    if z.ndim < 1 or z.shape[:-1] != t.shape:
-        raise ValueError(f"targets must have shape {z.shape[:-1]} for logits of shape {z.shape}, got {t.shape}")
-    if not np.issubdtype(t.dtype, np.integer):
-        raise ValueError(f"targets must be integers, got dtype {t.dtype}")
-    if t.size and (t.min() < 0 or t.max() >= z.shape[-1]):
-        raise ValueError(f"targets must lie in [0, {z.shape[-1]}), got range [{t.min()}, {t.max()}]")
-    if not np.isfinite(z).all():
-        raise ValueError("logits contain NaN or inf")
+    z, t = check_logits(logits, targets)
+    z = z.astype(np.float64)
     return np.exp(np.take_along_axis(log_softmax(z, axis=-1), t[..., None], axis=-1)[..., 0])
 
 

@@ -80,21 +80,17 @@ def boundary_labels(frozen: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps:
 
 
 @dataclass(frozen=True)
-class BoundaryShrinkConfig(SGDConfig):
-    """Boundary shrink in SalUn's framework: FGSM bound ``eps`` 0.1 in pixel units (``bound = 0.1
-    # hard coding in the paper`` in SalUn's ``boundary_sh.py``, ``bound=0.1`` in the authors'
-    ``boundary_shrink``), learning rate 1e-5 (the authors' ``lr=0.00001``), 10 epochs (the
-    authors' ``poison_epoch=10``), and the framework's SGD: momentum 0.9, wd 5e-4, batch 256.
+class _BoundaryConfig(SGDConfig):
+    """What both boundary methods share in SalUn's framework: 10 epochs on the forget set,
+    learning rate 1e-5 (the authors' ``lr=0.00001``), SGD momentum 0.9, wd 5e-4, batch 256.
 
     Attributes:
-        eps: FGSM step in [0, 1] pixel units.
         augment: draw the forget batches with the dataset's training augmentation, as SalUn's
             framework does (the book turns it on in the ``gpu`` profile).
     """
 
     epoch_weights = (NOMINAL_FRACTIONS["forget"],)
     epochs: int = 10
-    eps: float = 0.1
     lr: float = 1e-5
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -103,7 +99,25 @@ class BoundaryShrinkConfig(SGDConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _loops.check_config(self, positive=("eps",), boolean=("augment",))
+        _loops.check_config(self, boolean=("augment",))
+
+
+@dataclass(frozen=True)
+class BoundaryShrinkConfig(_BoundaryConfig):
+    """Boundary shrink in SalUn's framework: FGSM bound ``eps`` 0.1 in pixel units (``bound = 0.1
+    # hard coding in the paper`` in SalUn's ``boundary_sh.py``, ``bound=0.1`` in the authors'
+    ``boundary_shrink``), learning rate 1e-5 (the authors' ``lr=0.00001``), 10 epochs (the
+    authors' ``poison_epoch=10``), and the framework's SGD (:class:`_BoundaryConfig`).
+
+    Attributes:
+        eps: FGSM step in [0, 1] pixel units.
+    """
+
+    eps: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _loops.check_config(self, positive=("eps",))
 
 
 @register("boundary_shrink", config=BoundaryShrinkConfig, family="boundary", uses=("forget",),
@@ -173,26 +187,10 @@ def prune_shadow_class(model: nn.Module, name: str, original: nn.Linear) -> nn.M
 
 
 @dataclass(frozen=True)
-class BoundaryExpandingConfig(SGDConfig):
+class BoundaryExpandingConfig(_BoundaryConfig):
     """Boundary expanding in SalUn's framework: 10 epochs (the authors' ``finetune_epochs = 10``),
-    learning rate 1e-5 (the authors' ``lr=0.00001``), SGD momentum 0.9, wd 5e-4, batch 256.
-
-    Attributes:
-        augment: draw the forget batches with the dataset's training augmentation, as SalUn's
-            framework does.
-    """
-
-    epoch_weights = (NOMINAL_FRACTIONS["forget"],)
-    epochs: int = 10
-    lr: float = 1e-5
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augment: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _loops.check_config(self, boolean=("augment",))
+    learning rate 1e-5 (the authors' ``lr=0.00001``), and the framework's SGD
+    (:class:`_BoundaryConfig`)."""
 
 
 @register("boundary_expanding", config=BoundaryExpandingConfig, family="boundary", uses=("forget",),

@@ -48,37 +48,21 @@ def adaptive_forget_loss(logits: torch.Tensor, y: torch.Tensor, *, lambd: float)
     return (coef / coef.sum() * ce).sum()
 
 
-def _squared_gradients(model: nn.Module, loader: TensorLoader) -> dict[str, torch.Tensor]:
-    named = list(model.named_parameters())
-    out = [torch.zeros_like(p) for _, p in named]
-    batches = 0
-    for xb, yb in loader:
-        grads = torch.autograd.grad(F.cross_entropy(model(xb), yb), [p for _, p in named], allow_unused=True)
-        for acc, g in zip(out, grads):
-            if g is not None:
-                acc.add_(g.pow(2))
-        batches += 1
-    return {n: acc / max(batches, 1) for (n, _), acc in zip(named, out)}
-
-
 def balanced_saliency_mask(model: nn.Module, forget: TensorLoader, retain: TensorLoader, *, threshold: float
                            ) -> dict[str, torch.Tensor]:
     """SFR-on's forget-remain balanced saliency: ``(F_f + 1e-15) / (F_r + 1e-15) >= threshold``.
 
     ``F_f`` and ``F_r`` are the mean over batches of the squared gradient of the batch-mean CE on
-    the forget and the retain set (empirical diagonal Fisher), in eval mode; the model is not
-    modified.
+    the forget and the retain set (empirical diagonal Fisher, SSD's :func:`~mu_lib.unlearn.dampen.importances`),
+    in eval mode; the model is not modified.
 
     Returns:
         ``{parameter name: bool tensor}`` (True = the forget step may move it).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        f_forget = _squared_gradients(model, forget)
-        f_retain = _squared_gradients(model, retain)
-    finally:
-        model.train(was_training)
+    # imported here: a top-level import would register SSD and Fisher before SFR-on
+    from mu_lib.unlearn.dampen import importances
+
+    f_forget, f_retain = importances(model, forget), importances(model, retain)
     return {n: (f_forget[n] + 1e-15) / (f_retain[n] + 1e-15) >= threshold for n in f_forget}
 
 
