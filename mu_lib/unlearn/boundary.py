@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mu_lib.unlearn import _layers, _loops
-from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, SGDConfig, register
+from mu_lib.unlearn._framework import SalUnFrameworkConfig
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, register
 
 __all__ = ["BoundaryShrinkConfig", "BoundaryExpandingConfig", "fgsm", "boundary_labels", "widen_classifier",
            "prune_shadow_class", "boundary_shrink", "boundary_expanding"]
@@ -80,26 +81,12 @@ def boundary_labels(frozen: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps:
 
 
 @dataclass(frozen=True)
-class _BoundaryConfig(SGDConfig):
-    """What both boundary methods share in SalUn's framework: 10 epochs on the forget set,
-    learning rate 1e-5 (the authors' ``lr=0.00001``), SGD momentum 0.9, wd 5e-4, batch 256.
-
-    Attributes:
-        augment: draw the forget batches with the dataset's training augmentation, as SalUn's
-            framework does (the book turns it on in the ``gpu`` profile).
-    """
+class _BoundaryConfig(SalUnFrameworkConfig):
+    """What both boundary methods share in SalUn's framework: 10 epochs on the forget set at
+    learning rate 1e-5 (the authors' ``lr=0.00001``), the framework's SGD and augmentation switch."""
 
     epoch_weights = (NOMINAL_FRACTIONS["forget"],)
-    epochs: int = 10
     lr: float = 1e-5
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augment: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _loops.check_config(self, boolean=("augment",))
 
 
 @dataclass(frozen=True)

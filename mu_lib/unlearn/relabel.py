@@ -36,7 +36,8 @@ from torch import nn
 
 from mu_lib.data import TensorLoader
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import RestrictedSplits, SGDConfig, register
+from mu_lib.unlearn._framework import SalUnFrameworkConfig
+from mu_lib.unlearn.base import RestrictedSplits, register
 
 __all__ = ["RandomLabelsConfig", "SalUnConfig", "RandomLabelEpochs", "saliency_mask", "random_labels", "salun"]
 
@@ -89,30 +90,17 @@ def _relabel_loaders(splits: RestrictedSplits, batch_size: int, *, device, seed:
 
 
 @dataclass(frozen=True)
-class RandomLabelsConfig(SGDConfig):
+class RandomLabelsConfig(SalUnFrameworkConfig):
     """SalUn's CIFAR-10 command (``--unlearn_epochs 10 --unlearn_lr 0.013``) with its framework's
     SGD (momentum 0.9, wd 5e-4, batch 256); its ``MultiStepLR(91, 136)`` is inert for 10 epochs,
     so the rate is constant.
 
     Budget rule: an epoch passes over the forget and the retain set (weight 1); the rate is
     constant.
-
-    Attributes:
-        augment: train on the dataset's augmented examples, as SalUn's framework does (its loaders
-            use the training transform); the book turns it on in the ``gpu`` profile.
     """
 
     epoch_weights = (1.0,)
-    epochs: int = 10
     lr: float = 0.013
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augment: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _loops.check_config(self, boolean=("augment",))
 
 
 @register("random_labels", config=RandomLabelsConfig, family="relabelling", uses=("retain", "forget"),

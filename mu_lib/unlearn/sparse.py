@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mu_lib.unlearn import _loops
-from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, SGDConfig, register
+from mu_lib.unlearn._framework import SalUnFrameworkConfig
+from mu_lib.unlearn.base import NOMINAL_FRACTIONS, RestrictedSplits, register
 
 __all__ = ["L1SparseConfig", "l1_weight", "l1_sparse"]
 
@@ -45,7 +46,7 @@ def l1_weight(epoch: float, *, epochs: int, alpha: float, no_l1_epochs: int = 0)
 
 
 @dataclass(frozen=True)
-class L1SparseConfig(SGDConfig):
+class L1SparseConfig(SalUnFrameworkConfig):
     """Unlearn-Sparse's CIFAR-10 command: 10 epochs of SGD at lr 0.01 with its framework's momentum
     0.9, wd 5e-4 and batch 256; no epochs without the penalty.
 
@@ -62,24 +63,16 @@ class L1SparseConfig(SGDConfig):
     Attributes:
         alpha: initial weight of the l1 penalty.
         no_l1_epochs: final epochs without the penalty (at most ``epochs``).
-        augment: train on the dataset's augmented examples, as SalUn's framework does.
     """
 
     epoch_weights = (NOMINAL_FRACTIONS["retain"],)
     scaled_fields = ("no_l1_epochs",)
-    epochs: int = 10
     alpha: float = 1e-4
     no_l1_epochs: int = 0
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 256
-    augment: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _loops.check_config(self, integer=("no_l1_epochs",), nonnegative=("alpha", "no_l1_epochs"),
-                            boolean=("augment",))
+        _loops.check_config(self, integer=("no_l1_epochs",), nonnegative=("alpha", "no_l1_epochs"))
         if self.no_l1_epochs > self.epochs:
             raise ValueError(f"L1SparseConfig.no_l1_epochs={self.no_l1_epochs} exceeds epochs={self.epochs}")
 
