@@ -38,6 +38,18 @@ def test_compare_methods_keeps_order_and_times(setting):
     assert reps[1].forget_acc == train.evaluate(original, *splits.xy("forget")).accuracy
 
 
+def test_compare_methods_skips_a_diverging_method_only_when_asked(setting):
+    splits, original, _ = setting
+    methods = {"ga": unlearn.get("gradient_ascent", lr=1e30), "nothing": unlearn.get("original")}
+    with pytest.raises(FloatingPointError, match="gradient_ascent"):
+        unlearn.compare_methods(original, splits, methods)
+    with pytest.warns(RuntimeWarning, match="ga diverged and is left out"):
+        reps = unlearn.compare_methods(original, splits, methods, on_divergence="skip")
+    assert [r.method for r in reps] == ["nothing"]
+    with pytest.raises(ValueError, match="on_divergence"):
+        unlearn.compare_methods(original, splits, methods, on_divergence="ignore")
+
+
 def test_pipeline_is_deterministic_on_cpu(setting):
     """Same seed, same numbers: splits, training, unlearning and the attack, run twice."""
     def run():

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -20,8 +21,13 @@ __all__ = ["compare_methods"]
 def compare_methods(model: nn.Module, splits: Splits, methods: Sequence[str] | Mapping[str, object], *,
                     retrain_seconds: float | None = None, retrain_passes: float | None = None,
                     device: str | torch.device | None = None, seed: int = 0,
-                    epoch_budget: float | None = None) -> list[UnlearningReport]:
+                    epoch_budget: float | None = None, on_divergence: str = "raise") -> list[UnlearningReport]:
     """Run several unlearning methods from the same original model and evaluate each.
+
+    A method whose loss becomes infinite or NaN raises :class:`FloatingPointError`
+    (``on_divergence="raise"``), or is left out of the result with a :class:`RuntimeWarning` that
+    names it and quotes the error (``"skip"``), so that one diverging method does not discard the
+    others' runs.
 
     Args:
         model: the original model (never modified).
@@ -34,17 +40,42 @@ def compare_methods(model: nn.Module, splits: Splits, methods: Sequence[str] | M
         device: where to run.
         seed: seed of every run.
         epoch_budget: passed to :func:`~mu_lib.unlearn.get` for methods given by name.
+        on_divergence: ``"raise"`` or ``"skip"`` (see above).
 
     Returns:
-        One :class:`UnlearningReport` per method, in order.
+        One :class:`UnlearningReport` per method that did not diverge, in order.
+
+    Raises:
+        ValueError: for an unknown ``on_divergence``.
+        FloatingPointError: when a method diverges and ``on_divergence="raise"``.
+
+    Example:
+        >>> import warnings
+        >>> from mu_lib import data, train
+        >>> s = data.make_splits("digits", train_size=300, val_size=50, test_size=100, seed=0)
+        >>> net = train.train_on(s, model="logreg", recipe=train.Recipe(epochs=2, batch_size=64, lr=0.1))
+        >>> methods = {"ga": get("gradient_ascent", lr=1e30), "ft": get("finetune", epochs=1)}
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     reps = compare_methods(net, s, methods, on_divergence="skip")
+        >>> [r.method for r in reps], str(caught[0].message).startswith("ga diverged")
+        (['ft'], True)
     """
+    if on_divergence not in ("raise", "skip"):
+        raise ValueError(f"on_divergence must be 'raise' or 'skip', got {on_divergence!r}")
     if isinstance(methods, Mapping):
         configured = dict(methods)
     else:
         configured = {name: get(name, epoch_budget=epoch_budget) for name in methods}
     reports = []
     for label, method in runtime.progress(configured.items(), desc="methods", total=len(configured)):
-        out = method(model, splits, device=device, seed=seed)
+        try:
+            out = method(model, splits, device=device, seed=seed)
+        except FloatingPointError as err:
+            if on_divergence == "raise":
+                raise
+            warnings.warn(f"{label} diverged and is left out: {err}", RuntimeWarning, stacklevel=2)
+            continue
         reports.append(evaluate_unlearning(out, splits, method=label, seconds=method.last_seconds,
                                            retrain_seconds=retrain_seconds, passes=method.last_passes,
                                            retrain_passes=retrain_passes, device=device, seed=seed))
