@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["BACKWARD_COST", "PassCount", "count_passes", "record", "training_passes"]
+__all__ = ["BACKWARD_COST", "PassCount", "count_passes", "record", "training_passes", "unlearning_epochs"]
 
 BACKWARD_COST = 2
 """Cost of one example's backward pass in forward passes (the usual estimate: the backward pass
@@ -146,3 +146,20 @@ def training_passes(*, epochs: float, examples: int) -> int:
     if epochs < 0 or examples < 0:
         raise ValueError(f"epochs and examples must be >= 0, got {epochs} and {examples}")
     return int(round((1 + BACKWARD_COST) * epochs * examples))
+
+
+def unlearning_epochs(*, retrain_passes: float, train_examples: int, fraction: float = 0.2) -> int:
+    """The most whole epochs over the training set whose passes fit in ``fraction`` of retraining's.
+
+    Retraining passes over the retain set only, so ``fraction`` of its epochs over the *training*
+    set would cost more than ``fraction`` of its passes. At least 1.
+
+    Example:
+        >>> unlearning_epochs(retrain_passes=training_passes(epochs=30, examples=3600),
+        ...                   train_examples=4000)
+        5
+    """
+    if retrain_passes <= 0 or train_examples < 1 or not 0 < fraction <= 1:
+        raise ValueError(f"need retrain_passes > 0, train_examples >= 1 and fraction in (0, 1], got "
+                         f"{retrain_passes}, {train_examples} and {fraction}")
+    return max(1, int(fraction * retrain_passes / training_passes(epochs=1, examples=train_examples)))

@@ -64,3 +64,13 @@ def test_indiscernibility_and_errors():
         mia.simple_mia(np.ones(3), np.ones(10))
     with pytest.raises(ValueError, match="target_fpr"):
         mia.tpr_at_fpr(np.array([0.0]), np.array([0.0]), 2.0)
+
+
+@pytest.mark.parametrize("n", [10, 100, 800, 9000])
+def test_chance_gap_matches_a_simulated_attack_at_chance(n):
+    """The mean of |2 acc - 1| over many coin-flip attacks on n examples, against the formula."""
+    acc = np.random.default_rng(n).binomial(n, 0.5, size=200_000) / n
+    simulated = np.abs(2 * acc - 1).mean()
+    assert mia.chance_gap(n) == pytest.approx(simulated, rel=0.1 if n < 50 else 0.02)
+    with pytest.raises(ValueError, match="n must be"):
+        mia.chance_gap(0)

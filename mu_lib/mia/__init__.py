@@ -7,7 +7,8 @@
 * :func:`simple_mia`: the attack of the NeurIPS 2023 unlearning challenge's starting kit: a
   logistic regression on per-example losses, forget (members) vs test (non-members), scored by
   10-fold stratified shuffle-split cross-validated accuracy.
-* :func:`indiscernibility`: ``1 - |2 * MIA - 1|``, 1 when the attack is at chance.
+* :func:`indiscernibility`: ``1 - |2 * MIA - 1|``, 1 when the attack is at chance;
+  :func:`chance_gap`: the mean of ``|2 * MIA - 1|`` of an attack at chance on n examples.
 * LiRA, the likelihood-ratio attack of Carlini et al. (2022): :func:`shadow_masks` (which examples
   each shadow model trains on), :func:`train_shadow_models` (many models at once with
   :func:`mu_lib.train.fit_many`), :func:`lira_statistics` (the logit-scaled confidence of every
@@ -41,6 +42,7 @@ from __future__ import annotations
 from mu_lib.mia.attacks import (
     AttackResult,
     attack_from_scores,
+    chance_gap,
     indiscernibility,
     loss_threshold_attack,
     roc,
@@ -71,7 +73,8 @@ from mu_lib.mia.ulira import ULiraResult, ulira, ulira_log_ratio
 
 __all__ = [
     "AttackResult", "roc", "tpr_at_fpr", "attack_from_scores", "loss_threshold_attack", "simple_mia",
-    "indiscernibility", "LIRA_ATTACKS", "shadow_masks", "train_shadow_models", "lira_statistics", "lira_online",
+    "indiscernibility", "chance_gap", "LIRA_ATTACKS", "shadow_masks", "train_shadow_models", "lira_statistics",
+    "lira_online",
     "lira_offline", "LiraScores", "lira_scores", "logit_scaled_confidence",
     "ULiraResult", "ulira_log_ratio", "ulira", "true_class_probability", "rmia_offline", "tune_offline_a",
     "URmiaResult", "rmia_unlearning", "margins", "binned_kl", "klom", "klom_quantiles", "subsample_masks",

@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = [
     "AttackResult", "roc", "tpr_at_fpr", "attack_from_scores", "loss_threshold_attack", "simple_mia",
-    "indiscernibility"
+    "indiscernibility", "chance_gap"
 ]
 
 def _as_scores(name: str, a: np.ndarray) -> np.ndarray:
@@ -178,3 +178,21 @@ def indiscernibility(mia_accuracy: float | np.ndarray) -> float | np.ndarray:
         raise ValueError(f"MIA accuracy must be in [0, 1], got {mia_accuracy}")
     out = 1.0 - np.abs(2.0 * a - 1.0)
     return float(out) if out.ndim == 0 else out
+
+
+def chance_gap(n: int) -> float:
+    """The mean of ``1 - indiscernibility = |2 acc - 1|`` for an attack at chance on ``n`` examples.
+
+    If the attack cannot tell its two balanced sets apart, its accuracy on ``n`` examples is
+    binomial noise around 0.5, and the mean of ``|2 acc - 1|`` is ``sqrt(2 / (pi n))`` (normal
+    approximation). :func:`simple_mia` averages cross-validation folds of a trained classifier,
+    which adds noise, so this is a lower estimate of its chance level: a membership term of this
+    size says nothing.
+
+    Example:
+        >>> round(chance_gap(800), 4)
+        0.0282
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return float(np.sqrt(2.0 / (np.pi * n)))
